@@ -1,0 +1,11 @@
+"""daskgmm: Gaussian mixture models fitted by EM on Dask, for data larger than memory.
+
+``from daskgmm import GaussianMixture`` is a drop-in replacement for
+``sklearn.mixture.GaussianMixture`` that reads the data once per EM iteration.
+"""
+
+from .estimator import GaussianMixture
+
+__version__ = "0.1.0"
+
+__all__ = ["GaussianMixture", "__version__"]

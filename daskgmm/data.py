@@ -1,0 +1,179 @@
+"""Turning what users pass into row-chunked Dask arrays (validation at the edge).
+
+The engine only ever sees :class:`RowData`: a 2-D float32/float64 Dask array
+whose chunks hold whole rows, optional per-row weights chunked like it, and
+the global offset of every chunk.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import dask
+import dask.array as da
+import numpy as np
+from sklearn.utils.validation import check_array
+
+DEFAULT_CHUNK_BYTES = 64 * 2**20
+MIN_CHUNK_ROWS = 16384
+
+
+@dataclass(frozen=True)
+class RowData:
+    """Data as the engine needs it.
+
+    Attributes
+    ----------
+    X : dask.array.Array of shape (n, D)
+        float32 or float64, chunked along rows only.
+    sample_weight : dask.array.Array of shape (n,) or None
+        Chunked exactly like ``X``'s rows.
+    in_memory : bool
+        True when ``X`` wraps a NumPy array of the caller (no storage to read).
+    """
+
+    X: da.Array
+    sample_weight: da.Array | None = None
+    in_memory: bool = False
+
+    @property
+    def n_samples(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.X.dtype
+
+    @property
+    def row_offsets(self) -> list[int]:
+        return list(np.cumsum((0,) + self.X.chunks[0][:-1]).tolist())
+
+
+def feature_names(X):
+    """Column names of a DataFrame as an object array (scikit-learn's rule), else None."""
+    columns = getattr(X, "columns", None)
+    if columns is None or isinstance(X, da.Array):
+        return None
+    names = np.asarray(columns, dtype=object)
+    if len(names) and all(isinstance(name, str) for name in names):
+        return names
+    return None
+
+
+def default_chunk_rows(n_samples: int, n_features: int, itemsize: int) -> int:
+    """Rows per chunk for in-memory input: about 64 MiB, and enough chunks to use every core."""
+    by_bytes = max(1, DEFAULT_CHUNK_BYTES // max(1, n_features * itemsize))
+    per_core = -(-n_samples // (2 * (os.cpu_count() or 1)))
+    return int(max(1, min(n_samples, by_bytes, max(MIN_CHUNK_ROWS, per_core))))
+
+
+def _float_dtype(dtype) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype in (np.float32, np.float64):
+        return dtype
+    if dtype.kind in "biuf":
+        return np.dtype(np.float64)
+    raise ValueError(
+        f"X has dtype {dtype}, which is not numeric. GaussianMixture needs float32 or "
+        "float64 data (integers and booleans are converted to float64); convert or "
+        "drop non-numeric columns first."
+    )
+
+
+def _check_2d(shape, estimator_name):
+    if len(shape) != 2:
+        raise ValueError(
+            f"Expected a 2D array of shape (n_samples, n_features), got a {len(shape)}D "
+            f"array of shape {tuple(shape)} instead. Reshape your data with "
+            "X.reshape(-1, 1) if it has a single feature or X.reshape(1, -1) if it "
+            f"contains a single sample ({estimator_name})."
+        )
+
+
+def as_dask_rows(X, *, chunk_rows=None, ensure_min_samples=1, estimator_name="GaussianMixture"):
+    """A 2-D float Dask array chunked in whole rows, and whether it wraps memory.
+
+    Dask input is used lazily (rechunked once if its columns are split, chunk
+    sizes computed if unknown). Anything else goes through scikit-learn's
+    ``check_array`` (same errors as scikit-learn for NaN, shape, dtype) and is
+    wrapped with ``chunk_rows`` rows per chunk.
+    """
+    if hasattr(X, "to_dask_array") and not isinstance(X, da.Array):
+        X = X.to_dask_array(lengths=True)  # a dask DataFrame
+    if isinstance(X, da.Array):
+        _check_2d(X.shape, estimator_name)
+        if any(np.isnan(c) for c in X.chunks[0]):
+            X = X.compute_chunk_sizes()
+        dtype = _float_dtype(X.dtype)
+        if X.dtype != dtype:
+            X = X.astype(dtype)
+        if X.numblocks[1] != 1:
+            X = X.rechunk({1: -1})
+        if chunk_rows is not None:
+            X = X.rechunk({0: chunk_rows})
+        n_samples = X.shape[0]
+        if n_samples < ensure_min_samples:
+            raise ValueError(
+                f"Found array with {n_samples} sample(s) (shape={X.shape}) while a "
+                f"minimum of {ensure_min_samples} is required by {estimator_name}."
+            )
+        if X.shape[1] == 0:
+            raise ValueError(
+                f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 "
+                f"is required by {estimator_name}."
+            )
+        return X, False
+    array = check_array(
+        X,
+        dtype=[np.float64, np.float32],
+        ensure_min_samples=ensure_min_samples,
+        estimator=estimator_name,
+    )
+    rows = chunk_rows or default_chunk_rows(*array.shape, array.dtype.itemsize)
+    return da.from_array(array, chunks=(rows, array.shape[1])), True
+
+
+def as_sample_weight(sample_weight, X: da.Array):
+    """Validated per-row weights as a Dask array chunked like ``X``'s rows, or None.
+
+    Weights must be finite, non-negative and not all zero. A Dask array is
+    checked with one small pass over the weights (not over ``X``).
+    """
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, da.Array):
+        weights = sample_weight
+        if any(np.isnan(c) for c in weights.chunks[0]):
+            weights = weights.compute_chunk_sizes()
+    else:
+        weights = np.asarray(sample_weight)
+        if weights.ndim == 0:
+            weights = np.full(X.shape[0], float(weights))
+    if weights.ndim != 1 or weights.shape[0] != X.shape[0]:
+        raise ValueError(
+            f"sample_weight.shape == {tuple(weights.shape)}, expected ({X.shape[0]},): "
+            "one non-negative weight per row of X."
+        )
+    if np.dtype(weights.dtype).kind not in "biuf":
+        raise ValueError(f"sample_weight has dtype {weights.dtype}; pass numbers.")
+    weights = weights.astype(np.float64)
+    if isinstance(weights, da.Array):
+        low, finite, total = dask.compute(weights.min(), da.isfinite(weights).all(), weights.sum())
+        weights = weights.rechunk((X.chunks[0],))
+    else:
+        low, finite, total = weights.min(), np.isfinite(weights).all(), weights.sum()
+        weights = da.from_array(weights, chunks=(X.chunks[0],))
+    if not finite:
+        raise ValueError("sample_weight contains NaN or infinity; pass finite weights.")
+    if low < 0:
+        raise ValueError(
+            f"sample_weight has negative values (min {low}); weights must be >= 0."
+        )
+    if total <= 0:
+        raise ValueError("sample_weight sums to zero; at least one row needs a positive weight.")
+    return weights

@@ -1,0 +1,216 @@
+"""The EM loop over a row-chunked Dask array. Knows Dask, not scikit-learn.
+
+One iteration is one pass: a task per chunk computes the log-likelihood under
+the current parameters and the statistics for the next M-step
+(:func:`daskgmm.kernels.chunk_statistics`); the statistics are merged in a
+tree of fan-in ``split_every``; the driver runs the M-step. The parameters
+enter the graph once per pass as a single key, so each worker receives them
+once, whatever the number of chunks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import dask
+import numpy as np
+
+from .data import RowData
+from .kernels import DEFAULT_BLOCK_ROWS, GaussianAssigner, chunk_statistics
+from .params import GaussianParams, m_step
+from .stats import SufficientStats, merge_stats
+
+DEFAULT_SPLIT_EVERY = 16
+
+
+class Reporter(Protocol):
+    """Receives progress of a fit (the estimator prints scikit-learn's verbose lines)."""
+
+    def init_begin(self, init_index: int) -> None: ...
+
+    def iteration_end(self, n_iter: int, change: float, lower_bound: float) -> None: ...
+
+    def init_end(self, lower_bound: float, converged: bool) -> None: ...
+
+
+class SilentReporter:
+    def init_begin(self, init_index):
+        pass
+
+    def iteration_end(self, n_iter, change, lower_bound):
+        pass
+
+    def init_end(self, lower_bound, converged):
+        pass
+
+
+@dataclass
+class FitResult:
+    """Outcome of one EM run (or the best of several)."""
+
+    params: GaussianParams
+    lower_bound: float
+    lower_bounds: list = field(default_factory=list)
+    n_iter: int = 0
+    converged: bool = False
+
+
+def active_client():
+    """The default ``distributed.Client`` if one is active, else None."""
+    try:
+        from distributed import default_client
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+def place_in_memory_data(data: RowData) -> RowData:
+    """Send in-memory input to the cluster once, instead of inside every pass's graph.
+
+    With the local schedulers the NumPy array is already where the tasks run,
+    so nothing is done.
+    """
+    client = active_client()
+    if client is None or not data.in_memory:
+        return data
+    X = client.persist(data.X)
+    weights = None if data.sample_weight is None else client.persist(data.sample_weight)
+    return RowData(X, weights, in_memory=True)
+
+
+def tree_merge(parts, split_every=DEFAULT_SPLIT_EVERY):
+    """Merge delayed statistics in a tree of fan-in ``split_every``."""
+    split_every = max(2, int(split_every))
+    while len(parts) > 1:
+        parts = [
+            dask.delayed(merge_stats, pure=True)(*parts[i : i + split_every])
+            for i in range(0, len(parts), split_every)
+        ]
+    return parts[0]
+
+
+def statistics_pass(
+    data: RowData,
+    assigner,
+    covariance_type: str,
+    n_components: int,
+    split_every: int = DEFAULT_SPLIT_EVERY,
+    block_rows: int = DEFAULT_BLOCK_ROWS,
+) -> SufficientStats:
+    """Read every chunk once and return the merged statistics.
+
+    Raises ``ValueError`` if any row holds NaN or infinity.
+    """
+    x_blocks = data.X.to_delayed().ravel()
+    if data.sample_weight is None:
+        w_blocks = [None] * len(x_blocks)
+    else:
+        w_blocks = data.sample_weight.to_delayed().ravel()
+    # One key for the assigner (it carries the parameters): sent once per worker.
+    assigner_key = dask.delayed(assigner, pure=True)
+    parts = [
+        dask.delayed(chunk_statistics, pure=True)(
+            x_block, w_block, assigner_key, covariance_type, n_components, offset, block_rows
+        )
+        for x_block, w_block, offset in zip(x_blocks, w_blocks, data.row_offsets)
+    ]
+    (stats,) = dask.compute(tree_merge(parts, split_every))
+    if stats.n_nonfinite:
+        raise ValueError(
+            f"Input X contains NaN or infinity in {stats.n_nonfinite} of {stats.n_rows} "
+            f"rows (the first at row {stats.first_nonfinite}). GaussianMixture cannot "
+            "fit non-finite values: drop or impute those rows first."
+        )
+    return stats
+
+
+def run_em(
+    data: RowData,
+    params: GaussianParams,
+    *,
+    tol: float,
+    max_iter: int,
+    reg_covar: float,
+    lower_bound: float = -np.inf,
+    split_every: int = DEFAULT_SPLIT_EVERY,
+    reporter: Reporter | None = None,
+) -> FitResult:
+    """EM from ``params`` until the mean log-likelihood changes by less than ``tol``.
+
+    As in scikit-learn, the lower bound recorded at iteration ``t`` is the mean
+    log-likelihood of the parameters *before* that iteration's M-step: it
+    comes from the same pass that yields the statistics, so each iteration
+    reads the data exactly once.
+    """
+    reporter = reporter or SilentReporter()
+    lower_bounds = []
+    converged = False
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        previous = lower_bound
+        stats = statistics_pass(
+            data, GaussianAssigner(params), params.covariance_type, params.n_components, split_every
+        )
+        lower_bound = stats.log_likelihood / stats.weight_sum
+        params = m_step(stats, reg_covar, data.dtype)
+        lower_bounds.append(lower_bound)
+        change = lower_bound - previous
+        reporter.iteration_end(n_iter, change, lower_bound)
+        if abs(change) < tol:
+            converged = True
+            break
+    return FitResult(params, lower_bound, lower_bounds, n_iter, converged)
+
+
+def fit_mixture(
+    data: RowData,
+    initialise,
+    *,
+    n_init: int,
+    tol: float,
+    max_iter: int,
+    reg_covar: float,
+    warm_start: FitResult | None = None,
+    split_every: int = DEFAULT_SPLIT_EVERY,
+    reporter: Reporter | None = None,
+) -> FitResult:
+    """Run ``n_init`` EM fits and keep the one with the highest final lower bound.
+
+    Parameters
+    ----------
+    initialise : callable ``() -> GaussianParams``
+        Draws a fresh starting point (called once per restart).
+    warm_start : FitResult, optional
+        Continue from these parameters and lower bound (one run, no init).
+    """
+    reporter = reporter or SilentReporter()
+    data = place_in_memory_data(data)
+    best = None
+    for init_index in range(1 if warm_start else n_init):
+        reporter.init_begin(init_index)
+        if warm_start is not None:
+            params, lower_bound = warm_start.params, warm_start.lower_bound
+        else:
+            params, lower_bound = initialise(), -np.inf
+        if max_iter == 0:
+            # scikit-learn keeps the last start and reports no lower bound.
+            best = FitResult(params, -np.inf)
+            continue
+        result = run_em(
+            data,
+            params,
+            tol=tol,
+            max_iter=max_iter,
+            reg_covar=reg_covar,
+            lower_bound=lower_bound,
+            split_every=split_every,
+            reporter=reporter,
+        )
+        reporter.init_end(result.lower_bound, result.converged)
+        if best is None or result.lower_bound > best.lower_bound or best.lower_bound == -np.inf:
+            best = result
+    return best

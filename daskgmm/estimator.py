@@ -1,0 +1,328 @@
+"""The scikit-learn face: ``daskgmm.GaussianMixture``.
+
+It *is* a :class:`sklearn.mixture.GaussianMixture` (same constructor
+parameters, validation, messages, attributes, ``sample``, ``get_params``),
+whose fitting and per-row methods run on row-chunked Dask arrays through
+:mod:`daskgmm.engine`: one read of the data per EM iteration, responsibilities
+never leaving a chunk.
+"""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral
+
+import dask
+import dask.array as da
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture as _SklearnGaussianMixture
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import kernels
+from .data import RowData, as_dask_rows, as_sample_weight
+from .engine import DEFAULT_SPLIT_EVERY, FitResult, fit_mixture
+from .init import DEFAULT_INIT_SAMPLE_SIZE, initial_parameters
+from .params import GaussianParams
+
+
+class _VerbosePrinter:
+    """Prints scikit-learn's verbose lines through the estimator's own methods."""
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+
+    def init_begin(self, init_index):
+        self.estimator._print_verbose_msg_init_beg(init_index)
+
+    def iteration_end(self, n_iter, change, lower_bound):
+        self.estimator._print_verbose_msg_iter_end(n_iter, change)
+
+    def init_end(self, lower_bound, converged):
+        self.estimator._print_verbose_msg_init_end(lower_bound, converged)
+
+
+class GaussianMixture(_SklearnGaussianMixture):
+    """Gaussian mixture model fitted by EM on Dask arrays, larger than memory if need be.
+
+    A drop-in replacement for :class:`sklearn.mixture.GaussianMixture`: the same
+    parameters, defaults, attributes and methods, for NumPy arrays, array-likes,
+    pandas DataFrames and Dask arrays. Each EM iteration reads every chunk of
+    the data once; per-chunk statistics are tree-reduced and the M-step runs
+    on the driver. Works with whichever Dask scheduler is active (threads,
+    synchronous, or a ``distributed.Client``).
+
+    Parameters
+    ----------
+    n_components, covariance_type, tol, reg_covar, max_iter, n_init, init_params, \
+weights_init, means_init, precisions_init, random_state, warm_start, verbose, \
+verbose_interval
+        As in :class:`sklearn.mixture.GaussianMixture`. Differences: 'kmeans'
+        and 'k-means++' run on a uniform sample of at most ``init_sample_size``
+        rows (identical to scikit-learn when the data have no more rows than
+        that); 'random' draws responsibilities from a generator keyed by row
+        index, so its start differs from scikit-learn's for the same seed.
+    chunk_rows : int or None, default=None
+        Rows per chunk. For in-memory input, ``None`` picks about 64 MiB per
+        chunk and at least two chunks per core; for Dask input, ``None`` keeps
+        the input's row chunks and an integer rechunks to it.
+    split_every : int, default=16
+        Fan-in of the tree that merges per-chunk statistics.
+    init_sample_size : int, default=100000
+        Most rows that 'kmeans' and 'k-means++' initialisation look at.
+
+    Attributes
+    ----------
+    weights_, means_, covariances_, precisions_, precisions_cholesky_, \
+converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_in_
+        As in :class:`sklearn.mixture.GaussianMixture`; arrays have the data's
+        dtype (float32 for float32 data).
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> from daskgmm import GaussianMixture
+    >>> X = da.random.default_rng(0).normal(size=(10_000, 2), chunks=(2_500, 2))
+    >>> gmm = GaussianMixture(n_components=2, random_state=0).fit(X)
+    >>> gmm.means_.shape
+    (2, 2)
+    >>> gmm.predict(X)  # lazy, with X's row chunks
+    dask.array<...>
+    """
+
+    _parameter_constraints: dict = {
+        **_SklearnGaussianMixture._parameter_constraints,
+        "chunk_rows": [Interval(Integral, 1, None, closed="left"), None],
+        "split_every": [Interval(Integral, 2, None, closed="left")],
+        "init_sample_size": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        chunk_rows=None,
+        split_every=DEFAULT_SPLIT_EVERY,
+        init_sample_size=DEFAULT_INIT_SAMPLE_SIZE,
+    ):
+        super().__init__(
+            n_components=n_components,
+            covariance_type=covariance_type,
+            tol=tol,
+            reg_covar=reg_covar,
+            max_iter=max_iter,
+            n_init=n_init,
+            init_params=init_params,
+            weights_init=weights_init,
+            means_init=means_init,
+            precisions_init=precisions_init,
+            random_state=random_state,
+            warm_start=warm_start,
+            verbose=verbose,
+            verbose_interval=verbose_interval,
+        )
+        self.chunk_rows = chunk_rows
+        self.split_every = split_every
+        self.init_sample_size = init_sample_size
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y=None, sample_weight=None):
+        """Estimate model parameters with the EM algorithm.
+
+        Fits ``n_init`` times (once, continuing, with ``warm_start``) and keeps
+        the run with the largest final lower bound. Each iteration reads the
+        data once. A failed fit leaves the estimator as it was.
+
+        Parameters
+        ----------
+        X : array-like, pandas DataFrame or dask array of shape (n_samples, n_features)
+            Rows are samples. Dask arrays may have any row chunking; split
+            columns are rechunked to whole rows once.
+        y : Ignored
+        sample_weight : array-like or dask array of shape (n_samples,), optional
+            Non-negative per-row weights: every statistic is weighted, weight 2
+            is the same as a duplicated row, unit weights the same as none.
+
+        Returns
+        -------
+        self : GaussianMixture
+        """
+        self._fit(X, sample_weight)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit the model and return the most probable component of each row.
+
+        The labels are computed with the final parameters, so they equal
+        ``fit(X).predict(X)``. Lazy (a dask array) for Dask input.
+
+        Returns
+        -------
+        labels : ndarray or dask array of shape (n_samples,)
+        """
+        data = self._fit(X, sample_weight)
+        return self._map_rows(data.X, data.in_memory, kernels.chunk_predict)
+
+    def _fit(self, X, sample_weight) -> RowData:
+        self._validate_params()
+        X_rows, in_memory = as_dask_rows(X, chunk_rows=self.chunk_rows, ensure_min_samples=2)
+        n_samples, n_features = X_rows.shape
+        if n_samples < self.n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components "
+                f"but got n_components = {self.n_components}, "
+                f"n_samples = {n_samples}"
+            )
+        self._check_parameters(X_rows, xp=np)
+        data = RowData(X_rows, as_sample_weight(sample_weight, X_rows), in_memory)
+
+        warm_start = None
+        if self.warm_start and hasattr(self, "converged_"):
+            warm_start = FitResult(self._fitted_params(), self.lower_bound_)
+            if warm_start.params.n_features != n_features:
+                raise ValueError(
+                    f"X has {n_features} features, but the warm start is from a model of "
+                    f"{warm_start.params.n_features} features. Fit X with warm_start=False."
+                )
+        random_state = check_random_state(self.random_state)
+
+        def initialise():
+            return initial_parameters(
+                data,
+                n_components=self.n_components,
+                covariance_type=self.covariance_type,
+                init_params=self.init_params,
+                reg_covar=self.reg_covar,
+                random_state=random_state,
+                weights_init=self.weights_init,
+                means_init=self.means_init,
+                precisions_init=self.precisions_init,
+                sample_size=self.init_sample_size,
+                split_every=self.split_every,
+            )
+
+        result = fit_mixture(
+            data,
+            initialise,
+            n_init=self.n_init,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            reg_covar=self.reg_covar,
+            warm_start=warm_start,
+            split_every=self.split_every,
+            reporter=_VerbosePrinter(self),
+        )
+        if not result.converged and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. "
+                "Try different init parameters, or increase max_iter, "
+                "tol, or check for degenerate data.",
+                ConvergenceWarning,
+            )
+        # Only now, with the fit complete, does the estimator change.
+        validate_data(self, X, reset=True, skip_check_array=True)
+        self._store(result, data.dtype)
+        return data
+
+    def _store(self, result: FitResult, dtype):
+        params = result.params.astype(dtype)
+        self.weights_ = params.weights
+        self.means_ = params.means
+        self.covariances_ = params.covariances
+        self.precisions_cholesky_ = params.precisions_cholesky
+        self.precisions_ = params.precisions()
+        self.converged_ = result.converged
+        self.n_iter_ = result.n_iter
+        self.lower_bound_ = result.lower_bound
+        self.lower_bounds_ = list(result.lower_bounds)
+
+    def _fitted_params(self) -> GaussianParams:
+        return GaussianParams(
+            self.covariance_type,
+            self.weights_,
+            self.means_,
+            self.covariances_,
+            self.precisions_cholesky_,
+        ).astype(np.float64)
+
+    # ------------------------------------------------------------ per-row output
+    def _rows_for_prediction(self, X):
+        check_is_fitted(self)
+        validate_data(self, X, reset=False, skip_check_array=True)
+        return as_dask_rows(X, chunk_rows=self.chunk_rows)
+
+    def _map_rows(self, X_rows, in_memory, kernel):
+        """Apply a per-chunk kernel lazily; compute at once for in-memory input."""
+        params = dask.delayed(self._fitted_params(), pure=True)
+        if kernel is kernels.chunk_predict_proba:
+            out = X_rows.map_blocks(
+                kernel, params, chunks=(X_rows.chunks[0], (self.n_components,)), dtype=X_rows.dtype
+            )
+        else:
+            dtype = np.int64 if kernel is kernels.chunk_predict else X_rows.dtype
+            out = X_rows.map_blocks(kernel, params, drop_axis=1, dtype=dtype)
+        return out.compute() if in_memory else out
+
+    def predict(self, X):
+        """Most probable component of each row.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,), or a lazy dask array with X's
+            row chunks for Dask input.
+        """
+        return self._map_rows(*self._rows_for_prediction(X), kernels.chunk_predict)
+
+    def predict_proba(self, X):
+        """Posterior probability of each component for each row.
+
+        Returns
+        -------
+        resp : ndarray of shape (n_samples, n_components), or a lazy dask array.
+        """
+        return self._map_rows(*self._rows_for_prediction(X), kernels.chunk_predict_proba)
+
+    def score_samples(self, X):
+        """Log-likelihood of each row under the model.
+
+        Returns
+        -------
+        log_prob : ndarray of shape (n_samples,), or a lazy dask array.
+        """
+        return self._map_rows(*self._rows_for_prediction(X), kernels.chunk_score_samples)
+
+    def score(self, X, y=None):
+        """Mean per-row log-likelihood of ``X`` (a float, computed in one pass)."""
+        scores = self.score_samples(X)
+        return float(scores.mean().compute() if isinstance(scores, da.Array) else scores.mean())
+
+    @staticmethod
+    def _n_samples(X):
+        if isinstance(X, da.Array) and np.isnan(X.shape[0]):
+            return as_dask_rows(X)[0].shape[0]
+        return X.shape[0] if hasattr(X, "shape") else len(X)
+
+    def bic(self, X):
+        """Bayesian information criterion on ``X`` (lower is better), a float."""
+        n_samples = self._n_samples(X)
+        return float(-2 * self.score(X) * n_samples + self._n_parameters() * np.log(n_samples))
+
+    def aic(self, X):
+        """Akaike information criterion on ``X`` (lower is better), a float."""
+        n_samples = self._n_samples(X)
+        return float(-2 * self.score(X) * n_samples + 2 * self._n_parameters())

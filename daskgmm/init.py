@@ -1,0 +1,172 @@
+"""Starting parameters: 'kmeans', 'k-means++', 'random', 'random_from_data', user arrays.
+
+Why k-means on a bounded uniform sample rather than k-means||
+-------------------------------------------------------------
+'kmeans' and 'k-means++' look at a uniform sample of at most
+``sample_size`` rows (default 100 000), drawn by row index, so initialisation
+costs one read of the sampled rows plus, for 'kmeans', one pass that assigns
+every row to its nearest centre and turns those labels into weights, means
+and covariances exactly as scikit-learn does with its k-means labels. That is
+two passes in all, independent of the data's size or units. k-means||
+(dask-ml's ``init_scalable``) needs ~5 passes plus a weighted re-clustering of
+its candidates, and its round count depends on the data; EM refines the
+centres anyway, so the sample's accuracy (centres within ``O(1/sqrt(m pi_k))``)
+is enough except for components much rarer than ``1 / sample_size``, which a
+larger ``init_sample_size`` addresses.
+
+When the data have no more rows than ``sample_size`` the "sample" is all rows
+in order, and every method except 'random' consumes ``random_state`` exactly
+as scikit-learn does: the same ``random_state`` gives the same start.
+'random' draws its responsibilities from a generator keyed by row index (see
+:class:`daskgmm.kernels.RandomAssigner`) so it never materialises an n x K array.
+"""
+
+from __future__ import annotations
+
+import dask
+import numpy as np
+from sklearn.cluster import KMeans, kmeans_plusplus
+
+from .data import RowData
+from .engine import DEFAULT_SPLIT_EVERY, statistics_pass
+from .kernels import NearestCentreAssigner, RandomAssigner
+from .params import (
+    GaussianParams,
+    covariances_from_precision_cholesky,
+    m_step,
+    precision_cholesky_from_precisions,
+)
+from .stats import SufficientStats, scatter_shape
+
+DEFAULT_INIT_SAMPLE_SIZE = 100_000
+
+
+def draw_sample(data: RowData, sample_size: int, random_state: np.random.RandomState):
+    """A uniform sample of rows (all rows, in order, when there are few enough).
+
+    Returns ``(rows, weights or None)`` as NumPy arrays. Reads only the chunks
+    that hold sampled rows.
+    """
+    n_samples = data.n_samples
+    if n_samples <= sample_size:
+        index = None
+        X, weights = data.X, data.sample_weight
+    else:
+        generator = np.random.default_rng(random_state.randint(2**32, dtype=np.uint64))
+        index = np.sort(generator.choice(n_samples, size=sample_size, replace=False))
+        X = data.X[index]
+        weights = None if data.sample_weight is None else data.sample_weight[index]
+    X, weights = dask.compute(X, weights)
+    bad = ~np.isfinite(X).all(axis=1)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        first = first if index is None else int(index[first])
+        raise ValueError(
+            f"Input X contains NaN or infinity (the first at row {first}). "
+            "GaussianMixture cannot fit non-finite values: drop or impute those rows first."
+        )
+    return X, weights
+
+
+def params_from_points(points, covariance_type, reg_covar, weight_sum, dtype):
+    """scikit-learn's start from one data point per component (one-hot responsibilities)."""
+    n_components, n_features = points.shape
+    stats = SufficientStats(
+        covariance_type,
+        np.ones(n_components),
+        np.asarray(points, dtype=np.float64),
+        np.zeros(scatter_shape(covariance_type, n_components, n_features)),
+        weight_sum=float(weight_sum),
+    )
+    return m_step(stats, reg_covar, dtype, normalize_weights=False)
+
+
+def params_from_responsibilities(
+    data: RowData,
+    *,
+    n_components: int,
+    covariance_type: str,
+    init_params: str,
+    reg_covar: float,
+    random_state: np.random.RandomState,
+    sample_size: int = DEFAULT_INIT_SAMPLE_SIZE,
+    split_every: int = DEFAULT_SPLIT_EVERY,
+) -> GaussianParams:
+    """Parameters from the responsibilities that ``init_params`` assigns (scikit-learn's rules)."""
+
+    def from_pass(assigner):
+        stats = statistics_pass(data, assigner, covariance_type, n_components, split_every)
+        return m_step(stats, reg_covar, data.dtype, normalize_weights=False)
+
+    if init_params == "random":
+        seed = int(random_state.randint(np.iinfo(np.int32).max))
+        return from_pass(RandomAssigner(seed, n_components))
+
+    sample, weights = draw_sample(data, sample_size, random_state)
+    if init_params == "kmeans":
+        kmeans = KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
+        centres = kmeans.fit(sample, sample_weight=weights).cluster_centers_
+        return from_pass(NearestCentreAssigner(centres))
+
+    if init_params == "random_from_data":
+        probabilities = None if weights is None else weights / weights.sum()
+        if probabilities is not None and np.count_nonzero(probabilities) < n_components:
+            raise ValueError(
+                "init_params='random_from_data' needs at least n_components rows with a "
+                "positive sample_weight in the initialisation sample."
+            )
+        index = random_state.choice(
+            sample.shape[0], size=n_components, replace=False, p=probabilities
+        )
+    elif init_params == "k-means++":
+        _, index = kmeans_plusplus(
+            sample, n_components, random_state=random_state, sample_weight=weights
+        )
+    else:
+        raise ValueError(f"Unknown init_params {init_params!r}")
+    weight_sum = data.n_samples if data.sample_weight is None else float(data.sample_weight.sum().compute())
+    return params_from_points(sample[index], covariance_type, reg_covar, weight_sum, data.dtype)
+
+
+def initial_parameters(
+    data: RowData,
+    *,
+    n_components: int,
+    covariance_type: str,
+    init_params: str,
+    reg_covar: float,
+    random_state: np.random.RandomState,
+    weights_init=None,
+    means_init=None,
+    precisions_init=None,
+    sample_size: int = DEFAULT_INIT_SAMPLE_SIZE,
+    split_every: int = DEFAULT_SPLIT_EVERY,
+) -> GaussianParams:
+    """Starting parameters as scikit-learn builds them.
+
+    User arrays (already validated) replace the corresponding part of the
+    start that ``init_params`` computes; when all three are given, no pass
+    over the data is made.
+    """
+    if weights_init is None or means_init is None or precisions_init is None:
+        start = params_from_responsibilities(
+            data,
+            n_components=n_components,
+            covariance_type=covariance_type,
+            init_params=init_params,
+            reg_covar=reg_covar,
+            random_state=random_state,
+            sample_size=sample_size,
+            split_every=split_every,
+        )
+        weights, means = start.weights, start.means
+        covariances, precisions_cholesky = start.covariances, start.precisions_cholesky
+    if weights_init is not None:
+        weights = np.asarray(weights_init, dtype=np.float64)
+    if means_init is not None:
+        means = np.asarray(means_init, dtype=np.float64)
+    if precisions_init is not None:
+        precisions_cholesky = precision_cholesky_from_precisions(precisions_init, covariance_type)
+        covariances = covariances_from_precision_cholesky(precisions_cholesky, covariance_type)
+    return GaussianParams(covariance_type, weights, means, covariances, precisions_cholesky)
+

@@ -1,0 +1,290 @@
+"""Chunk math: pure NumPy functions of one chunk of rows. No Dask in here.
+
+A chunk is walked in row blocks (``block_rows``) so temporaries stay in cache.
+Every block is first centred on its own column mean: Gaussian distances and
+scatters are then computed on numbers of the size of the data's spread, not of
+its offset, so adding a constant to the data changes nothing (the shift is
+added back to the means, in float64, in the returned statistics).
+
+Per-block arithmetic runs in the data's dtype (float32 data: float32 GEMMs);
+everything that is summed across blocks is float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .params import GaussianParams, log_det_cholesky
+from .stats import SufficientStats, scatter_shape
+
+LOG_2PI = math.log(2 * math.pi)
+DEFAULT_BLOCK_ROWS = 16384
+# Rows per block of the counter-based generator behind 'random' initialisation:
+# the random responsibilities of a row depend on its index only, not on the chunking.
+RANDOM_BLOCK_ROWS = 4096
+
+
+def squared_mahalanobis(Xc, means_c, precisions_cholesky, covariance_type):
+    """Squared Mahalanobis distance of every row to every component, shape (n, K).
+
+    ``Xc`` and ``means_c`` must be centred on the same point; all arithmetic
+    is in ``Xc.dtype``.
+    """
+    dtype = Xc.dtype
+    n_samples, n_features = Xc.shape
+    n_components = means_c.shape[0]
+    chol = np.asarray(precisions_cholesky, dtype=dtype)
+    means_c = np.asarray(means_c, dtype=dtype)
+    if covariance_type == "full":
+        # One GEMM whitens the block for all components: X @ [U_1 | ... | U_K].
+        stacked = chol.transpose(1, 0, 2).reshape(n_features, n_components * n_features)
+        y = (Xc @ stacked).reshape(n_samples, n_components, n_features)
+        y -= np.einsum("kd,kde->ke", means_c, chol)[None]
+        np.square(y, out=y)
+        return y.sum(axis=2)
+    if covariance_type == "tied":
+        y = Xc @ chol
+        y = y[:, None, :] - (means_c @ chol)[None]
+        np.square(y, out=y)
+        return y.sum(axis=2)
+    if covariance_type == "diag":
+        precisions = chol**2
+        return (
+            (Xc * Xc) @ precisions.T
+            - 2 * (Xc @ (means_c * precisions).T)
+            + np.sum(means_c**2 * precisions, axis=1)
+        )
+    precisions = chol**2
+    sq_norms = np.einsum("nd,nd->n", Xc, Xc)
+    return (
+        sq_norms[:, None] - 2 * (Xc @ means_c.T) + np.sum(means_c**2, axis=1)
+    ) * precisions
+
+
+def weighted_log_prob(Xc, means_c, params: GaussianParams):
+    """``log w_k + log N(x | mu_k, Sigma_k)`` for centred rows, shape (n, K)."""
+    dtype = Xc.dtype
+    n_features = Xc.shape[1]
+    maha = squared_mahalanobis(Xc, means_c, params.precisions_cholesky, params.covariance_type)
+    log_det = log_det_cholesky(params.precisions_cholesky, params.covariance_type, n_features)
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(params.weights)
+    offset = np.asarray(log_det + log_weights - 0.5 * n_features * LOG_2PI, dtype=dtype)
+    maha *= dtype.type(-0.5)
+    maha += offset
+    return maha
+
+
+def normalize_log_prob(log_prob):
+    """Responsibilities and ``log p(x)`` from weighted log-probabilities (log-sum-exp)."""
+    top = np.max(log_prob, axis=1, keepdims=True)
+    top[~np.isfinite(top)] = 0
+    resp = np.exp(log_prob - top)
+    total = resp.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        resp /= total
+        log_norm = np.log(total[:, 0]) + top[:, 0]
+    return resp, log_norm
+
+
+def centre_block(block):
+    """``(block - shift, shift)`` with ``shift`` the column mean, exact in float64."""
+    shift = block.mean(axis=0, dtype=np.float64).astype(block.dtype)
+    return block - shift, shift.astype(np.float64)
+
+
+class GaussianAssigner:
+    """E-step responsibilities under the current mixture parameters."""
+
+    def __init__(self, params: GaussianParams):
+        self.params = params
+
+    def assign(self, Xc, shift, rows):
+        log_prob = weighted_log_prob(Xc, self.params.means - shift, self.params)
+        return normalize_log_prob(log_prob)
+
+
+class NearestCentreAssigner:
+    """Hard responsibilities to the nearest centre (k-means labels)."""
+
+    def __init__(self, centres):
+        self.centres = np.asarray(centres, dtype=np.float64)
+
+    def assign(self, Xc, shift, rows):
+        centres = (self.centres - shift).astype(Xc.dtype)
+        distances = np.sum(centres**2, axis=1) - 2 * (Xc @ centres.T)
+        labels = np.argmin(distances, axis=1)
+        resp = np.zeros((Xc.shape[0], centres.shape[0]), dtype=Xc.dtype)
+        resp[np.arange(Xc.shape[0]), labels] = 1
+        return resp, None
+
+
+class RandomAssigner:
+    """Uniform random responsibilities, normalised per row ('random' init).
+
+    The values of row ``i`` come from a generator seeded by ``(seed, i //
+    RANDOM_BLOCK_ROWS)``, so they do not depend on chunking or scheduling.
+    """
+
+    def __init__(self, seed: int, n_components: int):
+        self.seed = seed
+        self.n_components = n_components
+
+    def assign(self, Xc, shift, rows):
+        resp = random_responsibilities(self.seed, self.n_components, rows)
+        return resp.astype(Xc.dtype), None
+
+
+def random_responsibilities(seed, n_components, rows):
+    """Row-normalised uniform responsibilities for global row indices ``rows``."""
+    rows = np.asarray(rows, dtype=np.int64)
+    out = np.empty((rows.size, n_components))
+    block_ids = rows // RANDOM_BLOCK_ROWS
+    for block in np.unique(block_ids):
+        uniform = np.random.default_rng([seed, int(block)]).random(
+            (RANDOM_BLOCK_ROWS, n_components)
+        )
+        selected = block_ids == block
+        out[selected] = uniform[rows[selected] - block * RANDOM_BLOCK_ROWS]
+    out /= out.sum(axis=1, keepdims=True)
+    return out
+
+
+def block_statistics(Xc, shift, resp, log_norm, sample_weight, covariance_type):
+    """Sufficient statistics of one centred block given its responsibilities."""
+    if sample_weight is not None:
+        resp = resp * sample_weight.astype(resp.dtype)[:, None]
+    mass = resp.sum(axis=0, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means_c = np.where(mass[:, None] > 0, (resp.T @ Xc) / mass[:, None], 0.0)
+    n_components, n_features = means_c.shape
+    if covariance_type in ("full", "tied"):
+        scatter = np.zeros(scatter_shape("full", n_components, n_features))
+        for k in range(n_components):
+            diff = Xc - means_c[k].astype(Xc.dtype)
+            scatter[k] = (diff * resp[:, k, None]).T @ diff
+        if covariance_type == "tied":
+            scatter = scatter.sum(axis=0)
+    else:
+        # Centred on the block mean, so the expansion loses only the digits of
+        # (component mean - block mean)^2 / variance.
+        second = (resp.T @ (Xc * Xc)).astype(np.float64)
+        scatter = np.maximum(second - mass[:, None] * means_c**2, 0.0)
+        if covariance_type == "spherical":
+            scatter = scatter.sum(axis=1)
+    if log_norm is None:
+        log_likelihood = 0.0
+    elif sample_weight is None:
+        log_likelihood = float(np.sum(log_norm, dtype=np.float64))
+    else:
+        used = sample_weight > 0
+        log_likelihood = float(
+            np.sum(sample_weight[used] * log_norm[used].astype(np.float64))
+        )
+    weight_sum = float(Xc.shape[0] if sample_weight is None else np.sum(sample_weight, dtype=np.float64))
+    means = np.where(mass[:, None] > 0, means_c + shift, 0.0)
+    return SufficientStats(
+        covariance_type,
+        mass,
+        means,
+        scatter,
+        log_likelihood,
+        weight_sum,
+        Xc.shape[0],
+    )
+
+
+def chunk_statistics(
+    X,
+    sample_weight,
+    assigner,
+    covariance_type,
+    n_components,
+    row_offset=0,
+    block_rows=DEFAULT_BLOCK_ROWS,
+):
+    """Statistics of one chunk: the body of one task of an EM pass.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, D), float32 or float64
+    sample_weight : ndarray of shape (n,) or None
+    assigner : object with ``assign(Xc, shift, rows) -> (resp, log_norm or None)``
+        Produces responsibilities for a centred block; see the ``*Assigner``
+        classes.
+    covariance_type : str
+    n_components : int
+    row_offset : int
+        Global index of the chunk's first row (for error reports and the
+        row-indexed random generator).
+    block_rows : int
+        Rows processed at a time.
+
+    Returns
+    -------
+    SufficientStats
+        Only the statistics: responsibilities never leave this function.
+        Rows with NaN/inf are skipped and counted in ``n_nonfinite``.
+    """
+    X = np.asarray(X)
+    total = SufficientStats.empty(covariance_type, n_components, X.shape[1])
+    for start in range(0, X.shape[0], block_rows):
+        block = X[start : start + block_rows]
+        weights = None if sample_weight is None else sample_weight[start : start + block_rows]
+        rows = np.arange(row_offset + start, row_offset + start + block.shape[0])
+        finite = np.isfinite(block).all(axis=1)
+        n_bad = 0
+        first_bad = -1
+        if not finite.all():
+            n_bad = int(block.shape[0] - finite.sum())
+            first_bad = int(rows[~finite][0])
+            block, rows = block[finite], rows[finite]
+            weights = None if weights is None else weights[finite]
+        if block.shape[0]:
+            Xc, shift = centre_block(block)
+            resp, log_norm = assigner.assign(Xc, shift, rows)
+            total = total + block_statistics(Xc, shift, resp, log_norm, weights, covariance_type)
+        if n_bad:
+            total = total + SufficientStats(
+                covariance_type,
+                *_zeros_like_stats(total),
+                n_rows=n_bad,
+                n_nonfinite=n_bad,
+                first_nonfinite=first_bad,
+            )
+    return total
+
+
+def _zeros_like_stats(stats):
+    return (
+        np.zeros_like(stats.resp_sum),
+        np.zeros_like(stats.means),
+        np.zeros_like(stats.scatter),
+    )
+
+
+def chunk_weighted_log_prob(X, params: GaussianParams, block_rows=DEFAULT_BLOCK_ROWS):
+    """``log w_k + log N(x | k)`` for every row of a chunk, in the chunk's dtype."""
+    X = np.asarray(X)
+    out = np.empty((X.shape[0], params.n_components), dtype=X.dtype)
+    for start in range(0, X.shape[0], block_rows):
+        Xc, shift = centre_block(X[start : start + block_rows])
+        out[start : start + Xc.shape[0]] = weighted_log_prob(Xc, params.means - shift, params)
+    return out
+
+
+def chunk_predict(X, params: GaussianParams):
+    """Most probable component of every row."""
+    return np.argmax(chunk_weighted_log_prob(X, params), axis=1)
+
+
+def chunk_predict_proba(X, params: GaussianParams):
+    """Posterior probability of every component for every row."""
+    return normalize_log_prob(chunk_weighted_log_prob(X, params))[0]
+
+
+def chunk_score_samples(X, params: GaussianParams):
+    """``log p(x)`` of every row."""
+    return normalize_log_prob(chunk_weighted_log_prob(X, params))[1]

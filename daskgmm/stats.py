@@ -1,0 +1,133 @@
+"""Sufficient statistics of one E-step over part of the data, and their merge.
+
+A :class:`SufficientStats` holds what the M-step needs from a set of rows: per
+component the responsibility mass ``N_k``, the responsibility-weighted mean and
+the *centred* scatter about that mean (full: ``K x D x D``, tied: one ``D x D``
+summed over components, diag: ``K x D``, spherical: ``K``, the trace of diag),
+plus the log-likelihood of the rows under the parameters that produced the
+responsibilities.
+
+Merging uses the pairwise update of Chan, Golub & LeVeque (the same update as
+``moment_combine`` in ``dask/array/reductions.py``): counts add, means are
+combined by weight and the scatter gains ``N_a N_b / N * delta delta^T``.
+Nothing is ever expressed as a raw second moment ``sum r x x^T``, so data far
+from the origin lose no precision, and any tree of merges gives the same
+result up to round-off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import reduce
+import operator
+
+import numpy as np
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+
+def scatter_shape(covariance_type: str, n_components: int, n_features: int) -> tuple:
+    """Shape of the centred scatter kept for ``covariance_type``."""
+    return {
+        "full": (n_components, n_features, n_features),
+        "tied": (n_features, n_features),
+        "diag": (n_components, n_features),
+        "spherical": (n_components,),
+    }[covariance_type]
+
+
+@dataclass(frozen=True)
+class SufficientStats:
+    """Mergeable E-step statistics of a set of rows (all float64).
+
+    Attributes
+    ----------
+    covariance_type : str
+    resp_sum : ndarray of shape (K,)
+        ``N_k = sum_n w_n r_nk``.
+    means : ndarray of shape (K, D)
+        Responsibility-weighted mean of each component (0 where ``N_k == 0``).
+    scatter : ndarray
+        Centred scatter ``sum_n w_n r_nk (x_n - m_k)(x_n - m_k)^T`` in the
+        layout of :func:`scatter_shape`.
+    log_likelihood : float
+        ``sum_n w_n log p(x_n)`` under the parameters used for the E-step.
+    weight_sum : float
+        ``sum_n w_n`` (the number of rows when unweighted).
+    n_rows : int
+        Rows seen, including rows skipped as non-finite.
+    n_nonfinite : int
+        Rows containing NaN or infinity (skipped, reported by the engine).
+    first_nonfinite : int
+        Global index of the first non-finite row, or -1.
+    """
+
+    covariance_type: str
+    resp_sum: np.ndarray
+    means: np.ndarray
+    scatter: np.ndarray
+    log_likelihood: float = 0.0
+    weight_sum: float = 0.0
+    n_rows: int = 0
+    n_nonfinite: int = 0
+    first_nonfinite: int = -1
+
+    @classmethod
+    def empty(cls, covariance_type: str, n_components: int, n_features: int):
+        """The neutral element of ``+``: statistics of no rows."""
+        return cls(
+            covariance_type,
+            np.zeros(n_components),
+            np.zeros((n_components, n_features)),
+            np.zeros(scatter_shape(covariance_type, n_components, n_features)),
+        )
+
+    @property
+    def n_components(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.means.shape[1]
+
+    def __add__(self, other: "SufficientStats") -> "SufficientStats":
+        if not isinstance(other, SufficientStats):
+            return NotImplemented
+        if other.covariance_type != self.covariance_type or other.means.shape != self.means.shape:
+            raise ValueError("cannot merge statistics of different models")
+        total = self.resp_sum + other.resp_sum
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fraction = np.where(total > 0, other.resp_sum / total, 0.0)
+        delta = other.means - self.means
+        means = self.means + fraction[:, None] * delta
+        # N_a * N_b / (N_a + N_b), zero when either side is empty.
+        coef = self.resp_sum * fraction
+        correction = _scatter_correction(self.covariance_type, coef, delta)
+        first = [i for i in (self.first_nonfinite, other.first_nonfinite) if i >= 0]
+        return SufficientStats(
+            self.covariance_type,
+            total,
+            means,
+            self.scatter + other.scatter + correction,
+            self.log_likelihood + other.log_likelihood,
+            self.weight_sum + other.weight_sum,
+            self.n_rows + other.n_rows,
+            self.n_nonfinite + other.n_nonfinite,
+            min(first) if first else -1,
+        )
+
+
+def _scatter_correction(covariance_type, coef, delta):
+    """The ``sum N_a N_b / N delta delta^T`` term of the pairwise merge."""
+    if covariance_type == "full":
+        return coef[:, None, None] * delta[:, :, None] * delta[:, None, :]
+    if covariance_type == "tied":
+        return (delta * coef[:, None]).T @ delta
+    if covariance_type == "diag":
+        return coef[:, None] * delta**2
+    return coef * np.sum(delta**2, axis=1)
+
+
+def merge_stats(*parts: SufficientStats) -> SufficientStats:
+    """Merge any number of partial statistics (one node of the reduction tree)."""
+    return reduce(operator.add, parts)
