@@ -133,6 +133,7 @@ def as_dask_rows(X, *, chunk_rows=None, ensure_min_samples=1, estimator_name="Ga
         dtype=[np.float64, np.float32],
         ensure_min_samples=ensure_min_samples,
         estimator=estimator_name,
+        input_name="X",
     )
     rows = chunk_rows or default_chunk_rows(*array.shape, array.dtype.itemsize)
     return da.from_array(array, chunks=(rows, array.shape[1])), True
