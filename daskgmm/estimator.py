@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import kernels
 from .data import RowData, as_dask_rows, as_sample_weight
-from .engine import DEFAULT_SPLIT_EVERY, FitResult, fit_mixture
+from .engine import DEFAULT_SPLIT_EVERY, FitResult, blas_threads_for, fit_mixture
 from .init import DEFAULT_INIT_SAMPLE_SIZE, initial_parameters
 from .params import GaussianParams
 
@@ -276,7 +276,10 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         else:
             dtype = np.int64 if kernel is kernels.chunk_predict else X_rows.dtype
             out = X_rows.map_blocks(kernel, params, drop_axis=1, dtype=dtype)
-        return out.compute() if in_memory else out
+        if not in_memory:
+            return out
+        with blas_threads_for(X_rows.numblocks[0]):
+            return out.compute()
 
     def predict(self, X):
         """Most probable component of each row.

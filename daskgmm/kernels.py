@@ -42,13 +42,11 @@ def squared_mahalanobis(Xc, means_c, precisions_cholesky, covariance_type):
         stacked = chol.transpose(1, 0, 2).reshape(n_features, n_components * n_features)
         y = (Xc @ stacked).reshape(n_samples, n_components, n_features)
         y -= np.einsum("kd,kde->ke", means_c, chol)[None]
-        np.square(y, out=y)
-        return y.sum(axis=2)
+        return np.einsum("nkd,nkd->nk", y, y)
     if covariance_type == "tied":
         y = Xc @ chol
         y = y[:, None, :] - (means_c @ chol)[None]
-        np.square(y, out=y)
-        return y.sum(axis=2)
+        return np.einsum("nkd,nkd->nk", y, y)
     if covariance_type == "diag":
         precisions = chol**2
         return (
