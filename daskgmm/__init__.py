@@ -5,7 +5,8 @@
 """
 
 from .estimator import GaussianMixture
+from .io import open_array
 
 __version__ = "0.1.0"
 
-__all__ = ["GaussianMixture", "__version__"]
+__all__ = ["GaussianMixture", "open_array", "__version__"]

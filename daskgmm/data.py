@@ -15,7 +15,7 @@ import dask.array as da
 import numpy as np
 from sklearn.utils.validation import check_array
 
-DEFAULT_CHUNK_BYTES = 64 * 2**20
+DEFAULT_CHUNK_BYTES = 128 * 2**20
 MIN_CHUNK_ROWS = 16384
 
 
@@ -65,9 +65,9 @@ def feature_names(X):
     return None
 
 
-def default_chunk_rows(n_samples: int, n_features: int, itemsize: int) -> int:
-    """Rows per chunk for in-memory input: about 64 MiB, and enough chunks to use every core."""
-    by_bytes = max(1, DEFAULT_CHUNK_BYTES // max(1, n_features * itemsize))
+def default_chunk_rows(n_samples, n_features, itemsize, chunk_bytes=DEFAULT_CHUNK_BYTES) -> int:
+    """Rows per chunk: about ``chunk_bytes``, and at least two chunks per local core."""
+    by_bytes = max(1, int(chunk_bytes) // max(1, n_features * itemsize))
     per_core = -(-n_samples // (2 * (os.cpu_count() or 1)))
     return int(max(1, min(n_samples, by_bytes, max(MIN_CHUNK_ROWS, per_core))))
 
@@ -103,6 +103,10 @@ def as_dask_rows(X, *, chunk_rows=None, ensure_min_samples=1, estimator_name="Ga
     ``check_array`` (same errors as scikit-learn for NaN, shape, dtype) and is
     wrapped with ``chunk_rows`` rows per chunk.
     """
+    if isinstance(X, (str, os.PathLike)) or _is_stored_array(X):
+        from .io import open_array
+
+        X = open_array(X)
     if hasattr(X, "to_dask_array") and not isinstance(X, da.Array):
         X = X.to_dask_array(lengths=True)  # a dask DataFrame
     if isinstance(X, da.Array):
@@ -137,6 +141,11 @@ def as_dask_rows(X, *, chunk_rows=None, ensure_min_samples=1, estimator_name="Ga
     )
     rows = chunk_rows or default_chunk_rows(*array.shape, array.dtype.itemsize)
     return da.from_array(array, chunks=(rows, array.shape[1])), True
+
+
+def _is_stored_array(X):
+    """A zarr array or xarray DataArray (opened lazily through :func:`daskgmm.io.open_array`)."""
+    return type(X).__module__.split(".")[0] in ("zarr", "xarray")
 
 
 def as_sample_weight(sample_weight, X: da.Array):

@@ -10,6 +10,7 @@ once, whatever the number of chunks.
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -25,6 +26,7 @@ from .params import GaussianParams, m_step
 from .stats import SufficientStats, merge_stats
 
 DEFAULT_SPLIT_EVERY = 16
+logger = logging.getLogger("daskgmm")
 
 
 class Reporter(Protocol):
@@ -71,18 +73,50 @@ def active_client():
         return None
 
 
-def place_in_memory_data(data: RowData) -> RowData:
-    """Send in-memory input to the cluster once, instead of inside every pass's graph.
+def memory_budget(client) -> float:
+    """Bytes of data that can be kept in memory comfortably: half of what there is.
 
-    With the local schedulers the NumPy array is already where the tasks run,
-    so nothing is done.
+    On a cluster, half the workers' summed memory limits (workers start
+    spilling at 60%); locally, half the memory available now.
+    """
+    if client is not None:
+        workers = client.scheduler_info(n_workers=-1)["workers"].values()
+        limits = [w.get("memory_limit") or 0 for w in workers]
+        if limits and all(limits):
+            return 0.5 * sum(limits)
+    import psutil
+
+    return 0.5 * psutil.virtual_memory().available
+
+
+def place_data(data: RowData, persist="auto") -> RowData:
+    """Decide, once per fit, whether the data are kept in memory or re-read every pass.
+
+    - In-memory (NumPy) input on a distributed cluster is sent to the workers
+      once, instead of inside every pass's graph; locally it is already there.
+    - Dask input is persisted when ``persist`` is True, or when it is
+      "auto" and the data fit in half the memory there is
+      (:func:`memory_budget`); otherwise every pass reads it from its source,
+      chunk by chunk, and memory stays flat.
     """
     client = active_client()
-    if client is None or not data.in_memory:
+    if data.in_memory:
+        if client is None:
+            return data
+        persist = True
+    elif persist == "auto":
+        nbytes = data.X.nbytes + (0 if data.sample_weight is None else data.sample_weight.nbytes)
+        persist = nbytes <= memory_budget(client)
+    if not persist:
+        logger.info("reading %.1f MiB from the source in every pass", data.X.nbytes / 2**20)
         return data
-    X = client.persist(data.X)
-    weights = None if data.sample_weight is None else client.persist(data.sample_weight)
-    return RowData(X, weights, in_memory=True)
+    logger.info("keeping %.1f MiB in memory for the fit", data.X.nbytes / 2**20)
+    # dask.persist uses the active scheduler: a distributed Client if there is one.
+    if data.sample_weight is None:
+        (X,) = dask.persist(data.X)
+        return RowData(X, None, in_memory=data.in_memory)
+    X, weights = dask.persist(data.X, data.sample_weight)
+    return RowData(X, weights, in_memory=data.in_memory)
 
 
 _blas_controller = None
@@ -120,17 +154,17 @@ def tree_merge(parts, split_every=DEFAULT_SPLIT_EVERY):
     return parts[0]
 
 
-def statistics_pass(
+def pass_graph(
     data: RowData,
     assigner,
     covariance_type: str,
     n_components: int,
     split_every: int = DEFAULT_SPLIT_EVERY,
     block_rows: int = DEFAULT_BLOCK_ROWS,
-) -> SufficientStats:
-    """Read every chunk once and return the merged statistics.
+):
+    """The graph of one pass: a statistics task per chunk, merged in a tree.
 
-    Raises ``ValueError`` if any row holds NaN or infinity.
+    Returns a ``Delayed`` of the merged :class:`SufficientStats`.
     """
     x_blocks = data.X.to_delayed().ravel()
     if data.sample_weight is None:
@@ -145,8 +179,23 @@ def statistics_pass(
         )
         for x_block, w_block, offset in zip(x_blocks, w_blocks, data.row_offsets)
     ]
-    with blas_threads_for(len(parts)):
-        (stats,) = dask.compute(tree_merge(parts, split_every))
+    return tree_merge(parts, split_every)
+
+
+def statistics_pass(
+    data: RowData,
+    assigner,
+    covariance_type: str,
+    n_components: int,
+    split_every: int = DEFAULT_SPLIT_EVERY,
+) -> SufficientStats:
+    """Read every chunk once and return the merged statistics.
+
+    Raises ``ValueError`` if any row holds NaN or infinity.
+    """
+    graph = pass_graph(data, assigner, covariance_type, n_components, split_every)
+    with blas_threads_for(data.X.numblocks[0]):
+        (stats,) = dask.compute(graph)
     if stats.n_nonfinite:
         raise ValueError(
             f"Input X contains NaN or infinity in {stats.n_nonfinite} of {stats.n_rows} "
@@ -204,6 +253,7 @@ def fit_mixture(
     reg_covar: float,
     warm_start: FitResult | None = None,
     split_every: int = DEFAULT_SPLIT_EVERY,
+    persist="auto",
     reporter: Reporter | None = None,
 ) -> FitResult:
     """Run ``n_init`` EM fits and keep the one with the highest final lower bound.
@@ -214,9 +264,12 @@ def fit_mixture(
         Draws a fresh starting point (called once per restart).
     warm_start : FitResult, optional
         Continue from these parameters and lower bound (one run, no init).
+    persist : {"auto", True, False}
+        Keep the data in memory for the fit, or re-read them every pass; see
+        :func:`place_data`.
     """
     reporter = reporter or SilentReporter()
-    data = place_in_memory_data(data)
+    data = place_data(data, persist)
     best = None
     for init_index in range(1 if warm_start else n_init):
         reporter.init_begin(init_index)

@@ -18,7 +18,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as _SklearnGaussianMixture
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import kernels
@@ -65,13 +65,18 @@ verbose_interval
         that); 'random' draws responsibilities from a generator keyed by row
         index, so its start differs from scikit-learn's for the same seed.
     chunk_rows : int or None, default=None
-        Rows per chunk. For in-memory input, ``None`` picks about 64 MiB per
+        Rows per chunk. For in-memory input, ``None`` picks about 128 MiB per
         chunk and at least two chunks per core; for Dask input, ``None`` keeps
         the input's row chunks and an integer rechunks to it.
     split_every : int, default=16
         Fan-in of the tree that merges per-chunk statistics.
     init_sample_size : int, default=100000
         Most rows that 'kmeans' and 'k-means++' initialisation look at.
+    persist : {"auto", True, False}, default="auto"
+        For Dask input: keep the data in (cluster) memory for the fit, read
+        once, or re-read them from storage in every pass with flat memory.
+        "auto" keeps them when they take at most half the memory there is
+        (the workers' summed limits, or the memory available locally).
 
     Attributes
     ----------
@@ -97,6 +102,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         "chunk_rows": [Interval(Integral, 1, None, closed="left"), None],
         "split_every": [Interval(Integral, 2, None, closed="left")],
         "init_sample_size": [Interval(Integral, 1, None, closed="left")],
+        "persist": [StrOptions({"auto"}), "boolean"],
     }
 
     def __init__(
@@ -119,6 +125,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         chunk_rows=None,
         split_every=DEFAULT_SPLIT_EVERY,
         init_sample_size=DEFAULT_INIT_SAMPLE_SIZE,
+        persist="auto",
     ):
         super().__init__(
             n_components=n_components,
@@ -139,6 +146,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         self.chunk_rows = chunk_rows
         self.split_every = split_every
         self.init_sample_size = init_sample_size
+        self.persist = persist
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None, sample_weight=None):
@@ -150,9 +158,11 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
 
         Parameters
         ----------
-        X : array-like, pandas DataFrame or dask array of shape (n_samples, n_features)
-            Rows are samples. Dask arrays may have any row chunking; split
-            columns are rechunked to whole rows once.
+        X : array-like, DataFrame, dask array, zarr array, xarray DataArray or path
+            of shape (n_samples, n_features). Rows are samples. Dask arrays may
+            have any row chunking; split columns are rechunked to whole rows
+            once. A path (Zarr, HDF5, .npy, Parquet, CSV) is opened with
+            :func:`daskgmm.open_array`.
         y : Ignored
         sample_weight : array-like or dask array of shape (n_samples,), optional
             Non-negative per-row weights: every statistic is weighted, weight 2
@@ -225,6 +235,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
             reg_covar=self.reg_covar,
             warm_start=warm_start,
             split_every=self.split_every,
+            persist=self.persist,
             reporter=_VerbosePrinter(self),
         )
         if not result.converged and self.max_iter > 0:

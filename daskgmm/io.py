@@ -1,0 +1,335 @@
+"""Opening stored data as row-chunked Dask arrays: Zarr, HDF5, .npy, Parquet/CSV, xarray.
+
+:func:`open_array` returns a lazy 2-D Dask array whose chunks hold whole rows,
+sized to a byte target and aligned to the storage's own row chunks, so every
+task reads whole storage chunks and nothing is read before it is needed.
+File handles are never put in the graph: HDF5 and ``.npy`` sources are
+wrapped in small picklable objects that open the file inside each read, so
+they work unchanged in worker processes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+from dask.base import tokenize
+
+from .data import DEFAULT_CHUNK_BYTES, default_chunk_rows
+
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
+TABLE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+
+
+class SourceError(ValueError):
+    """A data source cannot be opened as a 2-D numeric array (the message says why and what to do)."""
+
+
+# --------------------------------------------------------------------- readers
+class HDF5Dataset:
+    """An HDF5 dataset that opens its file for each read (picklable, process-safe)."""
+
+    def __init__(self, path, name):
+        import h5py
+
+        self.path, self.name = str(path), name
+        with h5py.File(self.path, "r") as handle:
+            if name not in handle:
+                raise SourceError(
+                    f"{path}: no dataset {name!r}; datasets there: {_hdf5_datasets(handle)}. "
+                    "Pass dataset= with one of them."
+                )
+            node = handle[name]
+            if not isinstance(node, h5py.Dataset):
+                raise SourceError(
+                    f"{path}: {name!r} is a group, not a dataset; datasets there: "
+                    f"{_hdf5_datasets(handle)}."
+                )
+            self.shape, self.dtype, self.storage_chunks = node.shape, node.dtype, node.chunks
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __getitem__(self, key):
+        import h5py
+
+        with h5py.File(self.path, "r") as handle:
+            return handle[self.name][key]
+
+
+def _hdf5_datasets(handle):
+    import h5py
+
+    found = []
+    handle.visititems(lambda name, node: found.append(name) if isinstance(node, h5py.Dataset) else None)
+    return found
+
+
+class NpyFile:
+    """A ``.npy`` file memory-mapped afresh for each read (picklable, process-safe)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        header = np.load(self.path, mmap_mode="r")
+        self.shape, self.dtype = header.shape, header.dtype
+        self.storage_chunks = None
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __getitem__(self, key):
+        return np.array(np.load(self.path, mmap_mode="r")[key])
+
+
+# ------------------------------------------------------------------ open_array
+def open_array(
+    source,
+    *,
+    dataset=None,
+    columns=None,
+    chunk_bytes=DEFAULT_CHUNK_BYTES,
+    sample_dim=None,
+    flatten=False,
+    storage_options=None,
+):
+    """Open ``source`` as a lazy 2-D Dask array of shape (n_samples, n_features).
+
+    Parameters
+    ----------
+    source : str, path, zarr.Array, dask array or xarray.DataArray
+        - a Zarr array or group (format 2 or 3), local path or fsspec URL
+          (``s3://``, ``gs://``, ``file://`` ...);
+        - an HDF5 file (``.h5``, ``.hdf5``; read with h5py);
+        - a ``.npy`` file (memory-mapped);
+        - a Parquet or CSV file, glob, or directory of them (through
+          dask.dataframe; needs pandas, and pyarrow for Parquet);
+        - an xarray DataArray (needs xarray) or a Dask array.
+    dataset : str, optional
+        The array inside a Zarr group or HDF5 file. If omitted and the
+        container holds exactly one array, that one is used.
+    columns : list of str, optional
+        Parquet/CSV columns to use (default: all, which must be numeric).
+    chunk_bytes : int, default 128 MiB
+        Target size of a row chunk; rounded to whole storage chunks.
+    sample_dim : str or tuple of str, optional
+        xarray only: the dimension(s) that index samples (default: the first,
+        or all but the last with ``flatten=True``). The other dimensions are
+        flattened into features.
+    flatten : bool, default False
+        For arrays of 3 or more dimensions (e.g. an image ``(H, W, C)``):
+        treat every leading dimension as samples, the last as features.
+    storage_options : dict, optional
+        Passed to fsspec for remote Zarr, Parquet and CSV.
+
+    Returns
+    -------
+    dask.array.Array
+        float32/float64/integer array chunked in whole rows.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``source`` does not exist.
+    SourceError (a ValueError)
+        Missing dataset or columns, non-numeric data, wrong dimensionality;
+        the message names the source and says what to do.
+    """
+    if isinstance(source, da.Array):
+        array, name, storage_rows = source, "dask array", None
+    elif _is_xarray(source):
+        array, name, storage_rows = _from_xarray(source, sample_dim, flatten), "xarray.DataArray", None
+    elif _is_zarr_array(source):
+        array, name, storage_rows = _from_zarr_object(source, str(source))
+    else:
+        array, name, storage_rows = _open_path(source, dataset, columns, storage_options)
+    array = _as_rows(array, name, flatten)
+    return _rechunk_rows(array, chunk_bytes, storage_rows)
+
+
+def _open_path(source, dataset, columns, storage_options):
+    text = os.fspath(source)
+    is_url = "://" in text
+    path = Path(text)
+    suffix = path.suffix.lower()
+    table_kind = TABLE_SUFFIXES.get(suffix)
+    if not is_url and not any(ch in text for ch in "*?[") and not path.exists():
+        raise FileNotFoundError(f"{text}: no such file or directory. Check the path.")
+    if table_kind is None and not is_url and path.is_dir():
+        table_kind = _table_kind_of_directory(path)
+    if table_kind:
+        return _from_table(text, table_kind, columns, storage_options), text, None
+    if suffix == ".npy":
+        reader = NpyFile(text)
+        return _from_reader(reader, text), text, None
+    if suffix in HDF5_SUFFIXES or (not is_url and path.is_file() and _is_hdf5(text)):
+        reader = HDF5Dataset(text, dataset or _only_hdf5_dataset(text))
+        storage_rows = reader.storage_chunks[0] if reader.storage_chunks else None
+        return _from_reader(reader, f"{text}:{reader.name}"), f"{text}:{reader.name}", storage_rows
+    return _from_zarr_path(text, dataset, storage_options)
+
+
+def _table_kind_of_directory(path):
+    names = [p.suffix.lower() for p in path.iterdir() if p.is_file()]
+    for suffix, kind in TABLE_SUFFIXES.items():
+        if suffix in names:
+            return kind
+    return None
+
+
+def _is_hdf5(path):
+    try:
+        import h5py
+    except ImportError:
+        return False
+    return h5py.is_hdf5(path)
+
+
+def _only_hdf5_dataset(path):
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        names = _hdf5_datasets(handle)
+    if len(names) != 1:
+        raise SourceError(
+            f"{path} holds {len(names)} datasets ({names}); pass dataset= to choose one."
+        )
+    return names[0]
+
+
+def _from_reader(reader, label):
+    name = "open-" + tokenize(label, os.path.getmtime(reader.path), os.path.getsize(reader.path))
+    if np.dtype(reader.dtype).kind not in "biuf":
+        raise SourceError(f"{label}: dtype {reader.dtype} is not numeric; store numbers.")
+    first = reader.shape[0] if reader.ndim else 1
+    return da.from_array(reader, chunks=(min(first, 1024),) + reader.shape[1:], name=name, lock=False,
+                         meta=np.empty((0,) * reader.ndim, dtype=reader.dtype))
+
+
+def _is_zarr_array(obj):
+    return type(obj).__module__.startswith("zarr") and hasattr(obj, "chunks") and hasattr(obj, "shape")
+
+
+def _from_zarr_object(array, label):
+    storage_rows = array.chunks[0] if array.ndim else None
+    if np.dtype(array.dtype).kind not in "biuf":
+        raise SourceError(f"{label}: dtype {array.dtype} is not numeric; store numbers.")
+    return da.from_zarr(array), label, storage_rows
+
+
+def _from_zarr_path(text, dataset, storage_options):
+    import zarr
+
+    try:
+        node = zarr.open(store=text, mode="r", storage_options=storage_options)
+    except (FileNotFoundError, KeyError, ValueError, TypeError) as error:
+        raise SourceError(
+            f"{text}: not a Zarr array or group, nor a .npy, HDF5, Parquet or CSV source "
+            f"({error}). Check the path or its suffix."
+        ) from error
+    if isinstance(node, zarr.Group):
+        names = sorted(node.array_keys())
+        if dataset is None:
+            if len(names) != 1:
+                raise SourceError(
+                    f"{text} is a Zarr group with {len(names)} arrays ({names}); "
+                    "pass dataset= to choose one."
+                )
+            dataset = names[0]
+        try:
+            node = node[dataset]
+        except KeyError:
+            raise SourceError(
+                f"{text}: no array {dataset!r} in this Zarr group; arrays there: {names}."
+            ) from None
+        if isinstance(node, zarr.Group):
+            raise SourceError(f"{text}: {dataset!r} is a group; its arrays: {sorted(node.array_keys())}.")
+        return _from_zarr_object(node, f"{text}/{dataset}")
+    return _from_zarr_object(node, text)
+
+
+def _from_table(text, kind, columns, storage_options):
+    try:
+        import dask.dataframe as dd
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise SourceError(
+            f"{text}: reading {kind} needs dask.dataframe (pip install 'daskgmm[dataframe]')."
+        ) from error
+    reader = dd.read_parquet if kind == "parquet" else dd.read_csv
+    target = text
+    if kind == "csv" and Path(text).is_dir():
+        target = str(Path(text) / "*.csv")
+    frame = reader(target, storage_options=storage_options)
+    available = list(frame.columns)
+    if columns is not None:
+        missing = [c for c in columns if c not in available]
+        if missing:
+            raise SourceError(f"{text}: no column(s) {missing}; columns there: {available}.")
+        frame = frame[list(columns)]
+    from pandas.api.types import is_numeric_dtype
+
+    non_numeric = [c for c, t in frame.dtypes.items() if not is_numeric_dtype(t)]
+    if non_numeric:
+        raise SourceError(
+            f"{text}: column(s) {non_numeric} are not numeric; pass columns= with the "
+            "numeric features to use."
+        )
+    return frame.to_dask_array(lengths=True)
+
+
+def _is_xarray(obj):
+    return type(obj).__module__.startswith("xarray") and hasattr(obj, "dims")
+
+
+def _from_xarray(array, sample_dim, flatten):
+    if sample_dim is None:
+        sample_dims = tuple(array.dims[:-1]) if flatten and array.ndim > 2 else (array.dims[0],)
+    else:
+        sample_dims = (sample_dim,) if isinstance(sample_dim, str) else tuple(sample_dim)
+    missing = [d for d in sample_dims if d not in array.dims]
+    if missing:
+        raise SourceError(f"xarray.DataArray has no dimension {missing[0]!r}; its dims: {array.dims}.")
+    feature_dims = [d for d in array.dims if d not in sample_dims]
+    data = array.transpose(*sample_dims, *feature_dims).data
+    if not isinstance(data, da.Array):
+        data = da.from_array(np.asarray(data))
+    n_samples = int(np.prod([array.sizes[d] for d in sample_dims]))
+    n_features = int(np.prod([array.sizes[d] for d in feature_dims]))
+    return data.reshape(n_samples, n_features)
+
+
+def _as_rows(array, name, flatten):
+    if np.dtype(array.dtype).kind not in "biuf":
+        raise SourceError(f"{name}: dtype {array.dtype} is not numeric.")
+    if array.ndim == 2:
+        return array
+    if array.ndim >= 3 and flatten:
+        array = array.rechunk({i: -1 for i in range(1, array.ndim)})
+        return array.reshape(-1, array.shape[-1])
+    hint = (
+        "pass flatten=True to use every leading dimension as samples and the last as features"
+        if array.ndim >= 3
+        else "a single feature needs shape (n_samples, 1): reshape it"
+    )
+    raise SourceError(
+        f"{name} is {array.ndim}-D with shape {tuple(array.shape)}; GaussianMixture needs "
+        f"(n_samples, n_features): {hint}."
+    )
+
+
+def _rechunk_rows(array, chunk_bytes, storage_rows):
+    n_samples, n_features = array.shape
+    if np.isnan(n_samples):
+        array = array.compute_chunk_sizes()
+        n_samples = array.shape[0]
+    rows = min(
+        default_chunk_rows(n_samples, n_features, array.dtype.itemsize, chunk_bytes),
+        max(1, n_samples),
+    )
+    if storage_rows:
+        rows = max(storage_rows, rows // storage_rows * storage_rows)
+    return array.rechunk({0: rows, 1: -1})
+

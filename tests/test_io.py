@@ -1,0 +1,187 @@
+"""Every source format, opened for real from files on disk, and the persist policy."""
+
+import dask
+import dask.array as da
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+from distributed import Client, LocalCluster
+
+from daskgmm import GaussianMixture, open_array
+from daskgmm.data import RowData
+from daskgmm.engine import pass_graph
+from daskgmm.io import SourceError
+from daskgmm.kernels import GaussianAssigner
+
+from conftest import FITTED_ARRAYS, fit_quietly, make_data, relative_deviation, starting_point
+
+K = 3
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_data(n_samples=5000, n_features=4, n_components=K, seed=8)
+
+
+@pytest.fixture(scope="module")
+def reference(data):
+    return fit_quietly(GaussianMixture(K, random_state=0, **starting_point(data, K, "full")), data)
+
+
+def assert_same_fit(source, data, reference, **kwargs):
+    ours = fit_quietly(GaussianMixture(K, random_state=0, **starting_point(data, K, "full"), **kwargs), source)
+    for name in FITTED_ARRAYS:
+        assert relative_deviation(getattr(ours, name), getattr(reference, name)) < 1e-10, name
+    return ours
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_zarr_array_and_group_member(tmp_path, data, reference, zarr_format):
+    path = tmp_path / "features.zarr"
+    stored = zarr.create_array(path, shape=data.shape, chunks=(700, 2), dtype="f8", zarr_format=zarr_format)
+    stored[:] = data
+    array = open_array(path, chunk_bytes=5000 * 8 * 4 // 3)
+    assert array.chunks[1] == (4,)
+    assert all(c % 700 == 0 for c in array.chunks[0][:-1])  # whole storage chunks per task
+    np.testing.assert_array_equal(array.compute(), data)
+    assert_same_fit(str(path), data, reference)
+
+    group = zarr.open_group(tmp_path / "group.zarr", mode="w", zarr_format=zarr_format)
+    group.create_array("frames", shape=data.shape, dtype="f4", chunks=(1000, 4))[:] = data
+    group.create_array("labels", shape=(5000,), dtype="i8")
+    member = open_array(tmp_path / "group.zarr", dataset="frames")
+    assert member.dtype == np.float32 and member.shape == data.shape
+    with pytest.raises(SourceError, match=r"2 arrays \(\['frames', 'labels'\]\); pass dataset="):
+        open_array(tmp_path / "group.zarr")
+    with pytest.raises(SourceError, match="no array 'nope'.*arrays there: \\['frames', 'labels'\\]"):
+        open_array(tmp_path / "group.zarr", dataset="nope")
+    with pytest.raises(SourceError, match="1-D with shape \\(5000,\\)"):
+        open_array(tmp_path / "group.zarr", dataset="labels")
+
+
+def test_zarr_through_an_fsspec_url(tmp_path, data):
+    path = tmp_path / "url.zarr"
+    zarr.create_array(path, shape=data.shape, chunks=(1000, 4), dtype="f8")[:] = data
+    np.testing.assert_array_equal(open_array(path.as_uri()).compute(), data)
+
+
+def test_hdf5_dataset_read_in_worker_processes(tmp_path, data, reference):
+    path = tmp_path / "features.h5"
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("audio/mfcc", data=data, chunks=(500, 4))
+    array = open_array(path, dataset="audio/mfcc")
+    assert all(c % 500 == 0 for c in array.chunks[0][:-1])
+    assert open_array(path).shape == data.shape  # the only dataset is found by itself
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster):
+        assert_same_fit(array, data, reference, persist=False)
+    with pytest.raises(SourceError, match="no dataset 'x'; datasets there: \\['audio/mfcc'\\]"):
+        open_array(path, dataset="x")
+
+
+def test_npy_file_is_memory_mapped(tmp_path, data, reference):
+    path = tmp_path / "features.npy"
+    np.save(path, data)
+    array = open_array(path, chunk_bytes=40_000)
+    assert array.numblocks[0] > 1
+    assert_same_fit(str(path), data, reference)
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_table_directories_with_column_selection(tmp_path, data, reference, kind):
+    frame = pd.DataFrame(data, columns=["a", "b", "c", "d"]).assign(name="x")
+    folder = tmp_path / kind
+    folder.mkdir()
+    for i, part in enumerate([frame.iloc[:1500], frame.iloc[1500:3100], frame.iloc[3100:]]):
+        if kind == "parquet":
+            part.to_parquet(folder / f"part{i}.parquet")
+        else:
+            part.to_csv(folder / f"part{i}.csv", index=False)
+    array = open_array(folder, columns=["a", "b", "c", "d"])
+    np.testing.assert_allclose(array.compute(), data, rtol=1e-15)
+    assert_same_fit(array, data, reference)
+    with pytest.raises(SourceError, match="\\['name'\\] are not numeric; pass columns="):
+        open_array(folder)
+    with pytest.raises(SourceError, match="no column\\(s\\) \\['e'\\]"):
+        open_array(folder, columns=["a", "e"])
+
+
+def test_xarray_with_a_sample_dimension(data):
+    xr = pytest.importorskip("xarray")
+    cube = xr.DataArray(data.T.reshape(4, 50, 100), dims=("band", "y", "x"))
+    with pytest.raises(SourceError, match="no dimension 'time'"):
+        open_array(cube, sample_dim="time")
+    table = xr.DataArray(data, dims=("time", "feature"))
+    np.testing.assert_array_equal(open_array(table).compute(), data)
+    pixels = open_array(cube.transpose("y", "x", "band"), flatten=True)
+    np.testing.assert_array_equal(pixels.compute(), data)
+    np.testing.assert_array_equal(open_array(cube, sample_dim=("y", "x")).compute(), data)
+
+
+def test_unreadable_sources_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.zarr: no such file"):
+        open_array(tmp_path / "missing.zarr")
+    (tmp_path / "junk.bin").write_bytes(b"not an array")
+    with pytest.raises(SourceError, match="junk.bin: not a Zarr array or group"):
+        open_array(tmp_path / "junk.bin")
+    image = tmp_path / "image.zarr"
+    zarr.create_array(image, shape=(20, 30, 3), dtype="u1")[:] = 7
+    with pytest.raises(SourceError, match="3-D with shape \\(20, 30, 3\\).*flatten=True"):
+        open_array(image)
+    pixels = open_array(image, flatten=True)
+    assert pixels.shape == (600, 3)
+    strings = tmp_path / "strings.npy"
+    np.save(strings, np.array([["a", "b"]]))
+    with pytest.raises(SourceError, match="not numeric"):
+        open_array(strings)
+
+
+def test_predictions_stream_to_zarr(tmp_path, data, reference):
+    path = tmp_path / "in.zarr"
+    zarr.create_array(path, shape=data.shape, chunks=(1000, 4), dtype="f8")[:] = data
+    source = open_array(path)
+    reference.predict(source).to_zarr(str(tmp_path / "labels.zarr"))
+    reference.predict_proba(source).to_zarr(str(tmp_path / "proba.zarr"))
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "labels.zarr")[:], reference.predict(data))
+    np.testing.assert_allclose(zarr.open_array(tmp_path / "proba.zarr")[:], reference.predict_proba(data))
+
+
+def counted_array(X, chunk_rows):
+    reads = []
+
+    def record(block, block_info=None):
+        reads.append(block_info[0]["chunk-location"][0])
+        return block
+
+    return da.from_array(X, chunks=(chunk_rows, X.shape[1])).map_blocks(record, dtype=X.dtype), reads
+
+
+@pytest.mark.parametrize("persist, reads_per_chunk", [(True, 1), ("auto", 1), (False, 5)])
+def test_persist_policy(data, persist, reads_per_chunk):
+    dx, reads = counted_array(data, 1000)
+    start = starting_point(data, K, "diag")
+    gmm = fit_quietly(GaussianMixture(K, covariance_type="diag", max_iter=5, tol=0, persist=persist, **start), dx)
+    assert gmm.n_iter_ == 5
+    assert np.bincount(reads).tolist() == [reads_per_chunk] * dx.numblocks[0]
+
+
+def test_auto_does_not_persist_what_does_not_fit(data, monkeypatch):
+    import daskgmm.engine
+
+    monkeypatch.setattr(daskgmm.engine, "memory_budget", lambda client: 1000.0)
+    dx, reads = counted_array(data, 1000)
+    fit_quietly(GaussianMixture(K, covariance_type="diag", max_iter=3, tol=0, **starting_point(data, K, "diag")), dx)
+    assert np.bincount(reads).tolist() == [3] * dx.numblocks[0]
+
+
+def test_pass_graph_has_one_parameter_key_and_a_task_per_chunk(data, reference):
+    dx = da.from_array(data, chunks=(50, 4))  # 100 chunks
+    params = reference._fitted_params()
+    graph = dict(pass_graph(RowData(dx), GaussianAssigner(params), "full", K, split_every=8).__dask_graph__())
+    n_chunks = dx.numblocks[0]
+    holding_params = [key for key, task in graph.items() if "GaussianAssigner" in str(key)]
+    assert len(holding_params) == 1
+    # reads + statistics + reduction tree of fan-in 8 (13 + 2 + 1 merges) + the parameters
+    assert len(graph) == 2 * n_chunks + 16 + 1
