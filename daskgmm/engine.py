@@ -260,8 +260,9 @@ def fit_mixture(
 
     Parameters
     ----------
-    initialise : callable ``() -> GaussianParams``
-        Draws a fresh starting point (called once per restart).
+    initialise : callable ``(RowData) -> GaussianParams``
+        Draws a fresh starting point (called once per restart) from the data
+        as placed for the fit (in memory or not).
     warm_start : FitResult, optional
         Continue from these parameters and lower bound (one run, no init).
     persist : {"auto", True, False}
@@ -276,7 +277,7 @@ def fit_mixture(
         if warm_start is not None:
             params, lower_bound = warm_start.params, warm_start.lower_bound
         else:
-            params, lower_bound = initialise(), -np.inf
+            params, lower_bound = initialise(data), -np.inf
         if max_iter == 0:
             # scikit-learn keeps the last start and reports no lower bound.
             best = FitResult(params, -np.inf)

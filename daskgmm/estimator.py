@@ -211,9 +211,9 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
                 )
         random_state = check_random_state(self.random_state)
 
-        def initialise():
+        def initialise(placed_data):
             return initial_parameters(
-                data,
+                placed_data,
                 n_components=self.n_components,
                 covariance_type=self.covariance_type,
                 init_params=self.init_params,

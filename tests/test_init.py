@@ -39,7 +39,9 @@ def counting(X, chunk_rows):
 def test_every_init_on_data_far_larger_than_its_sample(mixture, init_params):
     X, weights, means = mixture
     dx, reads = counting(X, 6000)
-    start = GaussianMixture(K, init_params=init_params, init_sample_size=SAMPLE, max_iter=0, random_state=0).fit(dx)
+    start = GaussianMixture(
+        K, init_params=init_params, init_sample_size=SAMPLE, max_iter=0, random_state=0, persist=False
+    ).fit(dx)
     # initialisation alone: at most two reads of each chunk (sample gather + one pass)
     assert max(np.bincount(reads)) <= 2
     assert np.all(np.isfinite(start.means_)) and start.weights_.shape == (K,)
