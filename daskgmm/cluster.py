@@ -1,0 +1,214 @@
+"""Starting or connecting to a Dask cluster from a YAML file in ``cluster_configs/``.
+
+A config file names the kind of cluster and the keyword arguments of the class
+that starts it::
+
+    type: local            # local | ssh | slurm | pbs | kubernetes
+    cluster:               # keyword arguments of that class
+      n_workers: 2
+    scale:                 # optional: how many workers/jobs to ask for
+      jobs: 4
+    security:              # optional: TLS (keyword arguments of distributed.Security)
+      tls_ca_file: ca.pem
+      require_encryption: true
+
+The local default binds its scheduler and dashboard to 127.0.0.1: a Dask
+scheduler runs whatever code its clients send it, so one reachable from a
+network is remote code execution for anyone who can reach it. Remote configs
+therefore show TLS with ``require_encryption``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+CLUSTER_CLASSES = {
+    "local": ("distributed", "LocalCluster"),
+    "ssh": ("distributed", "SSHCluster"),
+    "slurm": ("dask_jobqueue", "SLURMCluster"),
+    "pbs": ("dask_jobqueue", "PBSCluster"),
+    "kubernetes": ("dask_kubernetes.operator", "KubeCluster"),
+}
+EXTRAS = {"dask_jobqueue": "jobqueue", "dask_kubernetes.operator": "kubernetes"}
+# Options of classes we may not have installed (checked without importing them).
+KUBERNETES_OPTIONS = {
+    "name", "namespace", "image", "n_workers", "resources", "env", "worker_command",
+    "port_forward_cluster_ip", "scheduler_service_type", "shutdown_on_close", "idle_timeout",
+    "jupyter", "custom_cluster_spec",
+}
+JOBQUEUE_OPTIONS = {
+    "queue", "account", "project", "walltime", "cores", "processes", "memory", "interface",
+    "nanny", "local_directory", "death_timeout", "worker_extra_args", "job_extra_directives",
+    "job_script_prologue", "job_directives_skip", "job_cpu", "job_mem", "resource_spec",
+    "python", "name", "n_workers", "host", "scheduler_options", "shared_temp_directory",
+    "dashboard_address", "log_directory", "silence_logs", "protocol", "worker_command",
+}
+LOCAL_DEFAULTS = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:8787"}
+LOOPBACK = ("127.", "localhost", "::1", "[::1]")
+
+
+class ClusterConfigError(ValueError):
+    """A cluster config that cannot be used (the message names the file and the fix)."""
+
+
+@dataclass
+class ClusterConfig:
+    """A parsed, checked cluster config file."""
+
+    type: str
+    cluster: dict = field(default_factory=dict)
+    scale: dict = field(default_factory=dict)
+    security: dict | None = None
+    source: str = "<dict>"
+
+    def options(self) -> dict:
+        """Keyword arguments for the cluster class (loopback defaults for 'local')."""
+        if self.type == "local":
+            return {**LOCAL_DEFAULTS, **self.cluster}
+        return dict(self.cluster)
+
+
+def load_config(source) -> ClusterConfig:
+    """Read and check a cluster config (a YAML path or an equivalent dict)."""
+    if isinstance(source, dict):
+        raw, label = source, "<dict>"
+    else:
+        label = str(source)
+        try:
+            raw = yaml.safe_load(Path(source).read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{label}: no such cluster config file.") from None
+        except yaml.YAMLError as error:
+            raise ClusterConfigError(f"{label}: not valid YAML ({error}).") from None
+    if not isinstance(raw, dict):
+        raise ClusterConfigError(f"{label}: expected a mapping with 'type' and 'cluster'.")
+    unknown = set(raw) - {"type", "cluster", "scale", "security"}
+    if unknown:
+        raise ClusterConfigError(
+            f"{label}: unknown top-level key(s) {sorted(unknown)}; use type, cluster, scale, security."
+        )
+    kind = raw.get("type")
+    if kind not in CLUSTER_CLASSES:
+        raise ClusterConfigError(f"{label}: type must be one of {sorted(CLUSTER_CLASSES)}, got {kind!r}.")
+    config = ClusterConfig(
+        kind, dict(raw.get("cluster") or {}), dict(raw.get("scale") or {}), raw.get("security"), label
+    )
+    _check_options(config)
+    return config
+
+
+def _allowed_options(kind):
+    if kind in ("slurm", "pbs"):
+        return JOBQUEUE_OPTIONS
+    if kind == "kubernetes":
+        return KUBERNETES_OPTIONS
+    cls = _cluster_class(kind)
+    names = set(inspect.signature(cls).parameters) - {"kwargs", "args"}
+    if kind == "local":  # LocalCluster passes the rest to its workers
+        from distributed import Worker
+
+        names |= set(inspect.signature(Worker).parameters)
+    return names
+
+
+def _check_options(config: ClusterConfig):
+    allowed = _allowed_options(config.type)
+    unknown = set(config.cluster) - allowed
+    if unknown:
+        raise ClusterConfigError(
+            f"{config.source}: unknown option(s) {sorted(unknown)} for a {config.type} cluster."
+        )
+    if config.type == "local":
+        for key in ("host", "dashboard_address"):
+            value = str(config.options().get(key) or "")
+            if value and not value.startswith(LOOPBACK):
+                raise ClusterConfigError(
+                    f"{config.source}: a local cluster must bind {key} to 127.0.0.1 (got {value!r}); "
+                    "an exposed scheduler runs code for anyone who reaches it. Use an ssh/slurm "
+                    "config with TLS for remote workers."
+                )
+    if config.type == "ssh" and len(config.cluster.get("hosts") or []) < 2:
+        raise ClusterConfigError(f"{config.source}: an ssh cluster needs hosts: [scheduler, worker, ...].")
+    if config.type == "kubernetes" and not config.cluster.get("name"):
+        raise ClusterConfigError(f"{config.source}: a kubernetes cluster needs a name.")
+    if config.security is not None:
+        if not isinstance(config.security, dict):
+            raise ClusterConfigError(f"{config.source}: security must be a mapping of TLS options.")
+        from distributed import Security
+
+        unknown = set(config.security) - set(Security.__slots__)
+        if unknown:
+            raise ClusterConfigError(f"{config.source}: unknown security option(s) {sorted(unknown)}.")
+
+
+def _cluster_class(kind):
+    module_name, class_name = CLUSTER_CLASSES[kind]
+    try:
+        module = __import__(module_name, fromlist=[class_name])
+    except ImportError:
+        extra = EXTRAS.get(module_name)
+        raise ClusterConfigError(
+            f"a {kind} cluster needs {module_name.split('.')[0]}: pip install 'daskgmm[{extra}]'."
+        ) from None
+    return getattr(module, class_name)
+
+
+def make_security(config: ClusterConfig):
+    """The ``distributed.Security`` of a config, or None."""
+    if not config.security:
+        return None
+    import os
+
+    from distributed import Security
+
+    options = {
+        key: os.path.expanduser(value) if isinstance(value, str) else value
+        for key, value in config.security.items()
+    }
+    return Security(**options)
+
+
+def create_cluster(config: ClusterConfig):
+    """Start the cluster a config describes (and scale it if asked)."""
+    cls = _cluster_class(config.type)
+    options = config.options()
+    security = make_security(config)
+    if security is not None:
+        options["security"] = security
+        if config.type != "ssh":
+            options.setdefault("protocol", "tls://")
+    cluster = cls(**options)
+    if config.scale:
+        cluster.scale(**config.scale)
+    return cluster
+
+
+@contextmanager
+def connect(target=None):
+    """A ``distributed.Client`` for ``target``, closed (with its cluster) on exit.
+
+    Parameters
+    ----------
+    target : None, str or path
+        None: a local cluster on 127.0.0.1 (the default). A scheduler address
+        (``tcp://host:8786`` or ``tls://...``): connect to it. Anything else:
+        a cluster config file to start.
+    """
+    from distributed import Client
+
+    if isinstance(target, str) and "://" in target:
+        with Client(target) as client:
+            yield client
+        return
+    config = load_config(target) if target is not None else ClusterConfig("local", {"n_workers": 2, "threads_per_worker": 1})
+    cluster = create_cluster(config)
+    try:
+        with Client(cluster, security=make_security(config)) as client:
+            yield client
+    finally:
+        cluster.close()
