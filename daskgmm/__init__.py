@@ -6,7 +6,8 @@
 
 from .estimator import GaussianMixture
 from .io import open_array
+from .model_io import load_model as load
 
 __version__ = "0.1.0"
 
-__all__ = ["GaussianMixture", "open_array", "__version__"]
+__all__ = ["GaussianMixture", "load", "open_array", "__version__"]

@@ -73,17 +73,18 @@ def active_client():
         return None
 
 
-def memory_budget(client) -> float:
-    """Bytes of data that can be kept in memory comfortably: half of what there is.
+def memory_budget(client, chunk_bytes: float = 0.0) -> float:
+    """Bytes of data that can be kept in memory comfortably.
 
-    On a cluster, half the workers' summed memory limits (workers start
-    spilling at 60%); locally, half the memory available now.
+    On a cluster: per worker, the 60% of its limit below which Dask does not
+    spill, less a working set of three chunks per thread; locally, half the
+    memory available now.
     """
     if client is not None:
         workers = client.scheduler_info(n_workers=-1)["workers"].values()
-        limits = [w.get("memory_limit") or 0 for w in workers]
-        if limits and all(limits):
-            return 0.5 * sum(limits)
+        limits = [(w.get("memory_limit") or 0, w.get("nthreads") or 1) for w in workers]
+        if limits and all(limit for limit, _ in limits):
+            return sum(max(0.0, 0.6 * limit - 3 * chunk_bytes * threads) for limit, threads in limits)
     import psutil
 
     return 0.5 * psutil.virtual_memory().available
@@ -95,7 +96,7 @@ def place_data(data: RowData, persist="auto") -> RowData:
     - In-memory (NumPy) input on a distributed cluster is sent to the workers
       once, instead of inside every pass's graph; locally it is already there.
     - Dask input is persisted when ``persist`` is True, or when it is
-      "auto" and the data fit in half the memory there is
+      "auto" and the data fit comfortably in the memory there is
       (:func:`memory_budget`); otherwise every pass reads it from its source,
       chunk by chunk, and memory stays flat.
     """
@@ -106,7 +107,8 @@ def place_data(data: RowData, persist="auto") -> RowData:
         persist = True
     elif persist == "auto":
         nbytes = data.X.nbytes + (0 if data.sample_weight is None else data.sample_weight.nbytes)
-        persist = nbytes <= memory_budget(client)
+        chunk_bytes = max(data.X.chunks[0]) * data.n_features * data.dtype.itemsize
+        persist = nbytes <= memory_budget(client, chunk_bytes)
     if not persist:
         logger.info("reading %.1f MiB from the source in every pass", data.X.nbytes / 2**20)
         return data

@@ -25,6 +25,7 @@ from . import kernels
 from .data import RowData, as_dask_rows, as_sample_weight
 from .engine import DEFAULT_SPLIT_EVERY, FitResult, blas_threads_for, fit_mixture
 from .init import DEFAULT_INIT_SAMPLE_SIZE, initial_parameters
+from .model_io import save_model
 from .params import GaussianParams
 
 
@@ -270,6 +271,14 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
             self.covariances_,
             self.precisions_cholesky_,
         ).astype(np.float64)
+
+    def save(self, path):
+        """Write the fitted model to directory ``path`` (JSON + NPZ, no pickle).
+
+        Read it back with :func:`daskgmm.load`; loading runs no code from the
+        file. An existing directory is replaced atomically.
+        """
+        save_model(self, path)
 
     # ------------------------------------------------------------ per-row output
     def _rows_for_prediction(self, X):

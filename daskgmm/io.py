@@ -91,7 +91,7 @@ def open_array(
     *,
     dataset=None,
     columns=None,
-    chunk_bytes=DEFAULT_CHUNK_BYTES,
+    chunk_bytes=None,
     sample_dim=None,
     flatten=False,
     storage_options=None,
@@ -113,8 +113,11 @@ def open_array(
         container holds exactly one array, that one is used.
     columns : list of str, optional
         Parquet/CSV columns to use (default: all, which must be numeric).
-    chunk_bytes : int, default 128 MiB
-        Target size of a row chunk; rounded to whole storage chunks.
+    chunk_bytes : int, optional
+        Target size of a row chunk, rounded to whole storage chunks. Default
+        128 MiB, or a sixth of the smallest worker's memory limit when a
+        distributed Client with smaller workers is active (a task holds a
+        chunk and a couple of copies of it).
     sample_dim : str or tuple of str, optional
         xarray only: the dimension(s) that index samples (default: the first,
         or all but the last with ``flatten=True``). The other dimensions are
@@ -147,7 +150,19 @@ def open_array(
     else:
         array, name, storage_rows = _open_path(source, dataset, columns, storage_options)
     array = _as_rows(array, name, flatten)
-    return _rechunk_rows(array, chunk_bytes, storage_rows)
+    return _rechunk_rows(array, chunk_bytes or default_chunk_bytes(), storage_rows)
+
+
+def default_chunk_bytes() -> int:
+    """128 MiB, or less on a cluster whose workers have less than 6 x that memory."""
+    from .engine import active_client
+
+    client = active_client()
+    if client is None:
+        return DEFAULT_CHUNK_BYTES
+    limits = [w.get("memory_limit") or 0 for w in client.scheduler_info(n_workers=-1)["workers"].values()]
+    limits = [limit for limit in limits if limit]
+    return int(min([DEFAULT_CHUNK_BYTES] + [limit // 6 for limit in limits]))
 
 
 def _open_path(source, dataset, columns, storage_options):

@@ -170,7 +170,7 @@ def test_persist_policy(data, persist, reads_per_chunk):
 def test_auto_does_not_persist_what_does_not_fit(data, monkeypatch):
     import daskgmm.engine
 
-    monkeypatch.setattr(daskgmm.engine, "memory_budget", lambda client: 1000.0)
+    monkeypatch.setattr(daskgmm.engine, "memory_budget", lambda client, chunk_bytes: 1000.0)
     dx, reads = counted_array(data, 1000)
     fit_quietly(GaussianMixture(K, covariance_type="diag", max_iter=3, tol=0, **starting_point(data, K, "diag")), dx)
     assert np.bincount(reads).tolist() == [3] * dx.numblocks[0]
