@@ -209,27 +209,32 @@ def statistics_pass(
 
 def run_em(
     data: RowData,
-    params: GaussianParams,
+    start: FitResult,
     *,
     tol: float,
     max_iter: int,
     reg_covar: float,
-    lower_bound: float = -np.inf,
     split_every: int = DEFAULT_SPLIT_EVERY,
     reporter: Reporter | None = None,
+    on_iteration=None,
 ) -> FitResult:
-    """EM from ``params`` until the mean log-likelihood changes by less than ``tol``.
+    """EM from ``start`` until the mean log-likelihood changes by less than ``tol``.
 
     As in scikit-learn, the lower bound recorded at iteration ``t`` is the mean
     log-likelihood of the parameters *before* that iteration's M-step: it
     comes from the same pass that yields the statistics, so each iteration
     reads the data exactly once.
+
+    ``start`` may be a run in progress (``n_iter`` iterations already done,
+    e.g. from a checkpoint); ``on_iteration(result)`` is called after every
+    iteration with the run so far.
     """
     reporter = reporter or SilentReporter()
-    lower_bounds = []
-    converged = False
-    n_iter = 0
-    for n_iter in range(1, max_iter + 1):
+    params, lower_bound = start.params, start.lower_bound
+    lower_bounds = list(start.lower_bounds)
+    converged, n_iter = start.converged, start.n_iter
+    while not converged and n_iter < max_iter:
+        n_iter += 1
         previous = lower_bound
         stats = statistics_pass(
             data, GaussianAssigner(params), params.covariance_type, params.n_components, split_every
@@ -239,10 +244,20 @@ def run_em(
         lower_bounds.append(lower_bound)
         change = lower_bound - previous
         reporter.iteration_end(n_iter, change, lower_bound)
-        if abs(change) < tol:
-            converged = True
-            break
+        converged = abs(change) < tol
+        if on_iteration is not None:
+            on_iteration(FitResult(params, lower_bound, list(lower_bounds), n_iter, converged))
     return FitResult(params, lower_bound, lower_bounds, n_iter, converged)
+
+
+@dataclass
+class EMState:
+    """Everything needed to resume a fit after any iteration (what a checkpoint holds)."""
+
+    init_index: int
+    run: FitResult
+    best: FitResult | None
+    rng_state: tuple | None
 
 
 def fit_mixture(
@@ -257,6 +272,8 @@ def fit_mixture(
     split_every: int = DEFAULT_SPLIT_EVERY,
     persist="auto",
     reporter: Reporter | None = None,
+    random_state: np.random.RandomState | None = None,
+    checkpoint=None,
 ) -> FitResult:
     """Run ``n_init`` EM fits and keep the one with the highest final lower bound.
 
@@ -264,35 +281,51 @@ def fit_mixture(
     ----------
     initialise : callable ``(RowData) -> GaussianParams``
         Draws a fresh starting point (called once per restart) from the data
-        as placed for the fit (in memory or not).
+        as placed for the fit (in memory or not), using ``random_state``.
     warm_start : FitResult, optional
         Continue from these parameters and lower bound (one run, no init).
     persist : {"auto", True, False}
         Keep the data in memory for the fit, or re-read them every pass; see
         :func:`place_data`.
+    random_state : RandomState, optional
+        The generator ``initialise`` draws from; its state is checkpointed so
+        that a resumed fit draws the same later restarts.
+    checkpoint : object with ``load() -> EMState | None`` and ``save(EMState)``
+        Saved after every iteration; a fit started with a checkpoint that
+        holds a state resumes from it and ends as if never interrupted.
     """
     reporter = reporter or SilentReporter()
     data = place_data(data, persist)
-    best = None
-    for init_index in range(1 if warm_start else n_init):
+    resume = checkpoint.load() if checkpoint is not None else None
+    best = resume.best if resume else None
+    for init_index in range(resume.init_index if resume else 0, 1 if warm_start else n_init):
         reporter.init_begin(init_index)
-        if warm_start is not None:
-            params, lower_bound = warm_start.params, warm_start.lower_bound
+        if resume is not None and init_index == resume.init_index:
+            start = resume.run
+            if random_state is not None and resume.rng_state is not None:
+                random_state.set_state(resume.rng_state)
+        elif warm_start is not None:
+            start = FitResult(warm_start.params, warm_start.lower_bound)
         else:
-            params, lower_bound = initialise(data), -np.inf
+            start = FitResult(initialise(data), -np.inf)
         if max_iter == 0:
             # scikit-learn keeps the last start and reports no lower bound.
-            best = FitResult(params, -np.inf)
+            best = FitResult(start.params, -np.inf)
             continue
+        rng_state = random_state.get_state() if random_state is not None else None
+
+        def save(run, init_index=init_index, best=best, rng_state=rng_state):
+            checkpoint.save(EMState(init_index, run, best, rng_state))
+
         result = run_em(
             data,
-            params,
+            start,
             tol=tol,
             max_iter=max_iter,
             reg_covar=reg_covar,
-            lower_bound=lower_bound,
             split_every=split_every,
             reporter=reporter,
+            on_iteration=save if checkpoint is not None else None,
         )
         reporter.init_end(result.lower_bound, result.converged)
         if best is None or result.lower_bound > best.lower_bound or best.lower_bound == -np.inf:

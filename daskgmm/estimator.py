@@ -9,6 +9,7 @@ never leaving a chunk.
 
 from __future__ import annotations
 
+import os
 import warnings
 from numbers import Integral
 
@@ -25,7 +26,7 @@ from . import kernels
 from .data import RowData, as_dask_rows, as_sample_weight
 from .engine import DEFAULT_SPLIT_EVERY, FitResult, blas_threads_for, fit_mixture
 from .init import DEFAULT_INIT_SAMPLE_SIZE, initial_parameters
-from .model_io import save_model
+from .model_io import CheckpointFile, save_model
 from .params import GaussianParams
 
 
@@ -78,6 +79,12 @@ verbose_interval
         once, or re-read them from storage in every pass with flat memory.
         "auto" keeps them when they take at most half the memory there is
         (the workers' summed limits, or the memory available locally).
+    checkpoint : str or path, optional
+        A directory where the state of the fit is written, atomically, after
+        every iteration. A fit started with an existing checkpoint resumes
+        from its last completed iteration (after a crash, a KeyboardInterrupt
+        or a lost scheduler) and ends with the parameters an uninterrupted fit
+        would have. A checkpoint from other data or settings is refused.
 
     Attributes
     ----------
@@ -104,6 +111,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         "split_every": [Interval(Integral, 2, None, closed="left")],
         "init_sample_size": [Interval(Integral, 1, None, closed="left")],
         "persist": [StrOptions({"auto"}), "boolean"],
+        "checkpoint": [str, os.PathLike, None],
     }
 
     def __init__(
@@ -127,6 +135,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         split_every=DEFAULT_SPLIT_EVERY,
         init_sample_size=DEFAULT_INIT_SAMPLE_SIZE,
         persist="auto",
+        checkpoint=None,
     ):
         super().__init__(
             n_components=n_components,
@@ -148,6 +157,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         self.split_every = split_every
         self.init_sample_size = init_sample_size
         self.persist = persist
+        self.checkpoint = checkpoint
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None, sample_weight=None):
@@ -238,6 +248,8 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
             split_every=self.split_every,
             persist=self.persist,
             reporter=_VerbosePrinter(self),
+            random_state=random_state,
+            checkpoint=self._checkpoint_file(data, warm_start),
         )
         if not result.converged and self.max_iter > 0:
             warnings.warn(
@@ -250,6 +262,24 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         validate_data(self, X, reset=True, skip_check_array=True)
         self._store(result, data.dtype)
         return data
+
+    def _checkpoint_file(self, data: RowData, warm_start):
+        if self.checkpoint is None:
+            return None
+        settings = ("n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
+                    "init_params", "init_sample_size")
+        fingerprint = {name: getattr(self, name) for name in settings}
+        fingerprint.update(
+            n_samples=data.n_samples,
+            n_features=data.n_features,
+            dtype=str(data.dtype),
+            weighted=data.sample_weight is not None,
+            random_state=self.random_state if isinstance(self.random_state, (int, type(None))) else "instance",
+            warm_start=warm_start is not None,
+            **{name: None if getattr(self, name) is None else np.asarray(getattr(self, name)).tolist()
+               for name in ("weights_init", "means_init", "precisions_init")},
+        )
+        return CheckpointFile(self.checkpoint, fingerprint)
 
     def _store(self, result: FitResult, dtype):
         params = result.params.astype(dtype)

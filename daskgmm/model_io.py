@@ -149,3 +149,82 @@ def _check_shapes(params):
         raise ValueError(f"array shapes do not fit a {params.covariance_type} model of {k} components")
     if not all(np.all(np.isfinite(a)) for a in (params.weights, params.means, params.covariances)):
         raise ValueError("non-finite parameters")
+
+
+# ----------------------------------------------------------------- checkpoints
+CHECKPOINT_FORMAT = "daskgmm-checkpoint"
+PARAM_FIELDS = ("weights", "means", "covariances", "precisions_cholesky")
+
+
+class CheckpointFile:
+    """The state of a fit after its last completed iteration, in directory ``path``.
+
+    ``fingerprint`` describes the data and settings (shape, dtype, model and
+    EM settings); a checkpoint written under another fingerprint is refused
+    rather than silently resumed.
+    """
+
+    def __init__(self, path, fingerprint: dict):
+        self.path = Path(path)
+        self.fingerprint = json.loads(json.dumps(fingerprint, default=_json_default))
+
+    def load(self):
+        from .engine import EMState, FitResult
+
+        if not self.path.exists():
+            return None
+        metadata, arrays = read_directory(self.path, CHECKPOINT_FORMAT)
+        stored = metadata.get("fingerprint", {})
+        if stored != self.fingerprint:
+            different = sorted(k for k in set(stored) | set(self.fingerprint) if stored.get(k) != self.fingerprint.get(k))
+            details = "; ".join(f"{k}: checkpoint {stored.get(k)!r}, now {self.fingerprint.get(k)!r}" for k in different)
+            raise ValueError(
+                f"checkpoint {self.path} was written for other data or settings ({details}). "
+                "Delete it, or pass another checkpoint path, to start afresh."
+            )
+        try:
+            run = self._result(metadata["run"], arrays, "run")
+            best = None if metadata["best"] is None else self._result(metadata["best"], arrays, "best")
+            rng = metadata["rng"]
+            rng_state = None if rng is None else (
+                "MT19937", arrays["rng_key"], rng["pos"], rng["has_gauss"], rng["cached_gaussian"])
+            return EMState(int(metadata["init_index"]), run, best, rng_state)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelFileError(f"{self.path}: inconsistent checkpoint ({error!r}).") from None
+
+    def _result(self, info, arrays, prefix):
+        from .engine import FitResult
+        from .params import GaussianParams
+
+        params = GaussianParams(
+            self.fingerprint["covariance_type"], *(arrays[f"{prefix}_{name}"] for name in PARAM_FIELDS)
+        )
+        _check_shapes(params)
+        return FitResult(params, float(info["lower_bound"]), list(info["lower_bounds"]),
+                         int(info["n_iter"]), bool(info["converged"]))
+
+    def save(self, state):
+        arrays, metadata = {}, {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": FORMAT_VERSION,
+            "fingerprint": self.fingerprint,
+            "init_index": state.init_index,
+            "best": None,
+            "rng": None,
+        }
+        for prefix, result in (("run", state.run), ("best", state.best)):
+            if result is None:
+                continue
+            metadata[prefix] = {
+                "lower_bound": float(result.lower_bound),
+                "lower_bounds": [float(v) for v in result.lower_bounds],
+                "n_iter": int(result.n_iter),
+                "converged": bool(result.converged),
+            }
+            for name in PARAM_FIELDS:
+                arrays[f"{prefix}_{name}"] = np.asarray(getattr(result.params, name))
+        if state.rng_state is not None:
+            _, key, pos, has_gauss, cached = state.rng_state
+            arrays["rng_key"] = np.asarray(key)
+            metadata["rng"] = {"pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+        write_directory(self.path, metadata, arrays)

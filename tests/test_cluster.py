@@ -45,6 +45,7 @@ def test_default_connect_is_a_loopback_local_cluster(monkeypatch):
 
     monkeypatch.setitem(cluster_module.LOCAL_DEFAULTS, "dashboard_address", "127.0.0.1:0")
     with connect() as client:
+        client.wait_for_workers(2, timeout=60)
         assert client.scheduler_info()["address"].startswith("tcp://127.0.0.1:")
         assert len(client.scheduler_info()["workers"]) == 2
 

@@ -1,0 +1,112 @@
+"""Checkpoints: an interrupted fit resumes and ends exactly as an uninterrupted one."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from daskgmm import GaussianMixture
+
+from conftest import FITTED_ARRAYS, fit_quietly, make_data
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = dict(n_components=4, init_params="random_from_data", n_init=2, random_state=5, tol=1e-7,
+                max_iter=40, persist=False)
+
+
+@pytest.fixture(scope="module")
+def X():
+    return make_data(n_samples=3000, n_components=4, seed=3)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(X):
+    return fit_quietly(GaussianMixture(**SETTINGS), da.from_array(X, chunks=500))
+
+
+def assert_identical(a, b):
+    for name in FITTED_ARRAYS:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert (a.n_iter_, a.converged_, a.lower_bound_, a.lower_bounds_) == \
+        (b.n_iter_, b.converged_, b.lower_bound_, b.lower_bounds_)
+
+
+def interrupting(X, after_reads):
+    """X as a Dask array whose reads raise KeyboardInterrupt after ``after_reads`` chunk reads."""
+    count = [0]
+
+    def read(block):
+        count[0] += 1
+        if count[0] > after_reads:
+            raise KeyboardInterrupt
+        return block
+
+    return da.from_array(X, chunks=500).map_blocks(read, dtype=X.dtype)
+
+
+def test_checkpointing_does_not_change_the_fit(X, uninterrupted, tmp_path):
+    checkpointed = fit_quietly(GaussianMixture(**SETTINGS, checkpoint=tmp_path / "ck"), da.from_array(X, chunks=500))
+    assert_identical(checkpointed, uninterrupted)
+    state = json.loads((tmp_path / "ck" / "model.json").read_text())
+    assert state["format"] == "daskgmm-checkpoint" and state["init_index"] == 1
+
+
+@pytest.mark.parametrize("after_reads", [3, 6 * 7 + 2, 6 * 40])  # during init, mid-restart 1, in restart 2
+def test_keyboard_interrupt_then_resume(X, uninterrupted, tmp_path, after_reads):
+    path = tmp_path / "ck"
+    with pytest.raises(KeyboardInterrupt):
+        fit_quietly(GaussianMixture(**SETTINGS, checkpoint=path), interrupting(X, after_reads))
+    resumed = fit_quietly(GaussianMixture(**SETTINGS, checkpoint=path), da.from_array(X, chunks=500))
+    assert_identical(resumed, uninterrupted)
+
+
+def test_sigterm_then_resume(X, uninterrupted, tmp_path):
+    np.save(tmp_path / "X.npy", X)
+    path = tmp_path / "ck"
+    script = textwrap.dedent(f"""
+        import time, warnings
+        import dask.array as da, numpy as np
+        from daskgmm import GaussianMixture
+        warnings.simplefilter("ignore")
+        X = np.load({str(tmp_path / "X.npy")!r})
+        def slow(block):
+            time.sleep(0.05)
+            return block
+        dx = da.from_array(X, chunks=500).map_blocks(slow, dtype=X.dtype)
+        GaussianMixture(**{SETTINGS!r}, checkpoint={str(path)!r}).fit(dx)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        model = path / "model.json"
+        if model.exists() and json.loads(model.read_text())["run"]["n_iter"] >= 3:
+            break
+        time.sleep(0.05)
+    else:
+        process.kill()
+        pytest.fail("the fit never reached its third iteration")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == -signal.SIGTERM
+    state = json.loads((path / "model.json").read_text())
+    assert state["init_index"] == 0 and state["run"]["n_iter"] >= 3
+    resumed = fit_quietly(GaussianMixture(**SETTINGS, checkpoint=path), da.from_array(X, chunks=500))
+    assert_identical(resumed, uninterrupted)
+
+
+def test_checkpoint_from_other_data_or_settings_is_refused(X, tmp_path):
+    path = tmp_path / "ck"
+    fit_quietly(GaussianMixture(**SETTINGS, checkpoint=path), X)
+    with pytest.raises(ValueError, match="other data or settings \\(n_samples: checkpoint 3000, now 2000\\)"):
+        GaussianMixture(**SETTINGS, checkpoint=path).fit(X[:2000])
+    with pytest.raises(ValueError, match="covariance_type: checkpoint 'full', now 'diag'.*Delete it"):
+        GaussianMixture(**dict(SETTINGS, covariance_type="diag"), checkpoint=path).fit(X)
+    with pytest.raises(ValueError, match="dtype"):
+        GaussianMixture(**SETTINGS, checkpoint=path).fit(X.astype(np.float32))
