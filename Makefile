@@ -19,7 +19,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 ## demo: fit a synthetic mixture on a local Dask cluster, print the model and timings
 demo: $(VENV)/.installed-run
-	$(BIN)/python -m daskgmm.demo $(DEMO_ARGS)
+	$(BIN)/daskgmm demo $(DEMO_ARGS)
 
 ## test: the whole test suite
 test: $(VENV)/.installed-test

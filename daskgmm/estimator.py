@@ -30,6 +30,25 @@ from .model_io import CheckpointFile, save_model
 from .params import GaussianParams
 
 
+class _Reporters:
+    """Sends engine progress to several reporters (verbose printing, a progress display)."""
+
+    def __init__(self, *reporters):
+        self.reporters = [r for r in reporters if r is not None]
+
+    def init_begin(self, init_index):
+        for reporter in self.reporters:
+            reporter.init_begin(init_index)
+
+    def iteration_end(self, n_iter, change, lower_bound):
+        for reporter in self.reporters:
+            reporter.iteration_end(n_iter, change, lower_bound)
+
+    def init_end(self, lower_bound, converged):
+        for reporter in self.reporters:
+            reporter.init_end(lower_bound, converged)
+
+
 class _VerbosePrinter:
     """Prints scikit-learn's verbose lines through the estimator's own methods."""
 
@@ -160,7 +179,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         self.checkpoint = checkpoint
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(self, X, y=None, sample_weight=None, *, progress=None):
         """Estimate model parameters with the EM algorithm.
 
         Fits ``n_init`` times (once, continuing, with ``warm_start``) and keeps
@@ -178,12 +197,16 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         sample_weight : array-like or dask array of shape (n_samples,), optional
             Non-negative per-row weights: every statistic is weighted, weight 2
             is the same as a duplicated row, unit weights the same as none.
+        progress : object, optional
+            Receives ``init_begin(i)``, ``iteration_end(n_iter, change,
+            lower_bound)`` and ``init_end(lower_bound, converged)`` as the fit
+            goes (the command line's progress display uses it).
 
         Returns
         -------
         self : GaussianMixture
         """
-        self._fit(X, sample_weight)
+        self._fit(X, sample_weight, progress)
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):
@@ -199,7 +222,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         data = self._fit(X, sample_weight)
         return self._map_rows(data.X, data.in_memory, kernels.chunk_predict)
 
-    def _fit(self, X, sample_weight) -> RowData:
+    def _fit(self, X, sample_weight, progress=None) -> RowData:
         self._validate_params()
         X_rows, in_memory = as_dask_rows(X, chunk_rows=self.chunk_rows, ensure_min_samples=2)
         n_samples, n_features = X_rows.shape
@@ -247,7 +270,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
             warm_start=warm_start,
             split_every=self.split_every,
             persist=self.persist,
-            reporter=_VerbosePrinter(self),
+            reporter=_Reporters(_VerbosePrinter(self), progress),
             random_state=random_state,
             checkpoint=self._checkpoint_file(data, warm_start),
         )

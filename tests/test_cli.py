@@ -1,0 +1,94 @@
+"""The `daskgmm` command, run for real in subprocesses."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+import daskgmm
+from daskgmm import GaussianMixture
+
+from conftest import make_data
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def daskgmm_command():
+    installed = shutil.which("daskgmm", path=str(Path(sys.executable).parent))
+    return [installed] if installed else [sys.executable, "-m", "daskgmm.cli"]
+
+
+def run(*args, check=True, timeout=300):
+    result = subprocess.run(daskgmm_command() + [str(a) for a in args], capture_output=True, text=True,
+                            timeout=timeout, cwd=ROOT)
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    X = make_data(n_samples=4000, n_features=3, n_components=3, seed=2)
+    zarr.create_array(folder / "x.zarr", shape=X.shape, chunks=(1000, 3), dtype="f8")[:] = X
+    return folder, X
+
+
+def test_fit_info_predict_score(store):
+    folder, X = store
+    fitted = run("fit", folder / "x.zarr", "-k", 3, "--covariance-type", "diag", "--random-state", 0,
+                 "--out", folder / "model", "--checkpoint", folder / "ck")
+    assert "iteration" in fitted.stderr and "mean log-likelihood" in fitted.stderr
+    assert "data: 4,000 rows x 3 features" in fitted.stderr
+    summary = fitted.stdout
+    for expected in ("components: 3 (diag)", "converged: True", "BIC:", "weights:", "s per iteration",
+                     "peak memory: driver", "model written to"):
+        assert expected in summary
+    reference = GaussianMixture(3, covariance_type="diag", random_state=0).fit(X)
+    model = daskgmm.load(folder / "model")
+    np.testing.assert_allclose(model.means_, reference.means_, rtol=1e-12)
+    assert (folder / "ck" / "model.json").exists()
+
+    described = run("info", folder / "model").stdout
+    assert "3 components, diag covariances, 3 features" in described and "component 2: weight" in described
+
+    run("predict", folder / "model", folder / "x.zarr", "--out", folder / "labels.zarr")
+    np.testing.assert_array_equal(zarr.open_array(folder / "labels.zarr")[:], reference.predict(X))
+    run("predict", folder / "model", folder / "x.zarr", "--out", folder / "proba.zarr", "--proba")
+    np.testing.assert_allclose(zarr.open_array(folder / "proba.zarr")[:], reference.predict_proba(X), atol=1e-12)
+
+    scored = run("score", folder / "model", folder / "x.zarr").stdout
+    assert f"mean log-likelihood: {reference.score(X):.6f}" in scored
+
+
+def test_fit_on_a_local_cluster_shows_the_dashboard(store):
+    folder, _ = store
+    result = run("fit", folder / "x.zarr", "-k", 2, "--local", "-q", "--random-state", 1)
+    assert "dashboard (while it ran): http://127.0.0.1:" in result.stdout
+    assert "peak memory: driver" in result.stdout and "worker tcp://127.0.0.1:" in result.stdout
+
+
+def test_errors_are_one_line_without_traceback(store, tmp_path):
+    folder, _ = store
+    result = run("fit", tmp_path / "missing.zarr", "-k", 2, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"daskgmm: error: {tmp_path / 'missing.zarr'}: no such file or directory. Check the path."
+    ]
+    result = run("fit", folder / "x.zarr", "-k", 5000, check=False)
+    assert result.returncode == 1 and "n_samples >= n_components" in result.stderr
+    assert "Traceback" not in result.stderr
+    debug = run("fit", tmp_path / "missing.zarr", "--debug", check=False)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+    usage = run("fit", folder / "x.zarr", "--covariance-type", "banana", check=False)
+    assert usage.returncode == 2 and "Invalid value" in usage.stderr
+
+
+@pytest.mark.parametrize("command", ["fit", "predict", "score", "info"])
+def test_every_command_has_help_with_examples(command):
+    result = run(command, "--help")
+    assert "Example" in result.stdout and f"daskgmm {command}" in result.stdout
