@@ -21,7 +21,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from .data import RowData
-from .kernels import DEFAULT_BLOCK_ROWS, GaussianAssigner, chunk_statistics
+from .kernels import GaussianAssigner, chunk_statistics
 from .params import GaussianParams, m_step
 from .stats import SufficientStats, merge_stats
 
@@ -162,7 +162,7 @@ def pass_graph(
     covariance_type: str,
     n_components: int,
     split_every: int = DEFAULT_SPLIT_EVERY,
-    block_rows: int = DEFAULT_BLOCK_ROWS,
+    block_rows: int | None = None,
 ):
     """The graph of one pass: a statistics task per chunk, merged in a tree.
 
