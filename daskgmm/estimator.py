@@ -305,6 +305,12 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         return CheckpointFile(self.checkpoint, fingerprint)
 
     def _store(self, result: FitResult, dtype):
+        largest = max(np.max(np.abs(a)) for a in (result.params.means, result.params.covariances))
+        if not largest < np.finfo(dtype).max:
+            raise ValueError(
+                f"The fitted parameters do not fit in {np.dtype(dtype).name} (covariances reach "
+                f"{np.max(np.abs(result.params.covariances)):.3g}). Pass float64 data, or rescale it."
+            )
         params = result.params.astype(dtype)
         self.weights_ = params.weights
         self.means_ = params.means

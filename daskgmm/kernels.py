@@ -31,56 +31,97 @@ def default_block_rows(n_components, n_features, itemsize=8):
     """Rows per block so that an n x K x D temporary takes about 4 MiB."""
     rows = BLOCK_TEMPORARY_BYTES // max(1, n_components * n_features * itemsize)
     return int(min(MAX_BLOCK_ROWS, max(MIN_BLOCK_ROWS, rows)))
+
+
 # Rows per block of the counter-based generator behind 'random' initialisation:
 # the random responsibilities of a row depend on its index only, not on the chunking.
 RANDOM_BLOCK_ROWS = 4096
+# float32 blocks whose centred values exceed this are computed in float64: their
+# squares (in distances and scatters) would overflow float32 (max ~3.4e38).
+FLOAT32_SAFE_MAGNITUDE = 1e16
 
 
-def squared_mahalanobis(Xc, means_c, precisions_cholesky, covariance_type):
+class Workspace:
+    """Scratch arrays reused by every block of a chunk instead of allocated per block.
+
+    Why: distributed's Nanny starts workers with ``MALLOC_TRIM_THRESHOLD_``
+    set, which makes glibc hand every large temporary back to the OS and
+    page-fault it in again on the next allocation; measured here, that made
+    a kernel that allocated per block 2-4x slower inside workers than in a
+    plain process.
+    """
+
+    def __init__(self):
+        self._buffers = {}
+
+    def get(self, name, shape, dtype):
+        """An uninitialised array of ``shape`` backed by the buffer called ``name``."""
+        dtype = np.dtype(dtype)
+        size = int(np.prod(shape))
+        buffer = self._buffers.get((name, dtype))
+        if buffer is None or buffer.size < size:
+            buffer = self._buffers[name, dtype] = np.empty(size, dtype=dtype)
+        return buffer[:size].reshape(shape)
+
+
+def squared_mahalanobis(Xc, means_c, precisions_cholesky, covariance_type, workspace=None):
     """Squared Mahalanobis distance of every row to every component, shape (n, K).
 
     ``Xc`` and ``means_c`` must be centred on the same point; all arithmetic
-    is in ``Xc.dtype``.
+    is in ``Xc.dtype``. The result lives in ``workspace`` (if given) until
+    its next use.
     """
+    ws = workspace or Workspace()
     dtype = Xc.dtype
     n_samples, n_features = Xc.shape
     n_components = means_c.shape[0]
     chol = np.asarray(precisions_cholesky, dtype=dtype)
     means_c = np.asarray(means_c, dtype=dtype)
+    out = ws.get("log_prob", (n_samples, n_components), dtype)
     if covariance_type == "full":
         # One GEMM whitens the block for all components and subtracts the
         # whitened means: [X, 1] @ [[U_1 ... U_K], [-mu_1 U_1 ... -mu_K U_K]].
         stacked = np.empty((n_features + 1, n_components * n_features), dtype=dtype)
         stacked[:n_features] = chol.transpose(1, 0, 2).reshape(n_features, -1)
         stacked[n_features] = -np.einsum("kd,kde->ke", means_c, chol).reshape(-1)
-        augmented = np.empty((n_samples, n_features + 1), dtype=dtype)
+        augmented = ws.get("augmented", (n_samples, n_features + 1), dtype)
         augmented[:, :n_features] = Xc
         augmented[:, n_features] = 1
-        y = (augmented @ stacked).reshape(n_samples, n_components, n_features)
-        return np.einsum("nkd,nkd->nk", y, y)
+        y = ws.get("whitened", (n_samples, n_components * n_features), dtype)
+        np.matmul(augmented, stacked, out=y)
+        y = y.reshape(n_samples, n_components, n_features)
+        return np.einsum("nkd,nkd->nk", y, y, out=out)
     if covariance_type == "tied":
-        y = Xc @ chol
-        y = y[:, None, :] - (means_c @ chol)[None]
-        return np.einsum("nkd,nkd->nk", y, y)
-    if covariance_type == "diag":
-        precisions = chol**2
-        return (
-            (Xc * Xc) @ precisions.T
-            - 2 * (Xc @ (means_c * precisions).T)
-            + np.sum(means_c**2 * precisions, axis=1)
-        )
+        whitened = ws.get("tied", (n_samples, n_features), dtype)
+        np.matmul(Xc, chol, out=whitened)
+        y = ws.get("whitened", (n_samples, n_components, n_features), dtype)
+        np.subtract(whitened[:, None, :], (means_c @ chol)[None], out=y)
+        return np.einsum("nkd,nkd->nk", y, y, out=out)
+    cross = ws.get("cross", (n_samples, n_components), dtype)
     precisions = chol**2
-    sq_norms = np.einsum("nd,nd->n", Xc, Xc)
-    return (
-        sq_norms[:, None] - 2 * (Xc @ means_c.T) + np.sum(means_c**2, axis=1)
-    ) * precisions
+    if covariance_type == "diag":
+        squares = ws.get("squares", (n_samples, n_features), dtype)
+        np.multiply(Xc, Xc, out=squares)
+        np.matmul(squares, precisions.T, out=out)
+        np.matmul(Xc, (means_c * precisions).T, out=cross)
+        cross *= 2
+        out -= cross
+        out += np.sum(means_c**2 * precisions, axis=1)
+        return out
+    np.matmul(Xc, means_c.T, out=cross)
+    cross *= -2
+    cross += np.einsum("nd,nd->n", Xc, Xc)[:, None]
+    cross += np.sum(means_c**2, axis=1)
+    return np.multiply(cross, precisions, out=out)
 
 
-def weighted_log_prob(Xc, means_c, params: GaussianParams):
+def weighted_log_prob(Xc, means_c, params: GaussianParams, workspace=None):
     """``log w_k + log N(x | mu_k, Sigma_k)`` for centred rows, shape (n, K)."""
     dtype = Xc.dtype
     n_features = Xc.shape[1]
-    maha = squared_mahalanobis(Xc, means_c, params.precisions_cholesky, params.covariance_type)
+    maha = squared_mahalanobis(
+        Xc, means_c, params.precisions_cholesky, params.covariance_type, workspace
+    )
     log_det = log_det_cholesky(params.precisions_cholesky, params.covariance_type, n_features)
     with np.errstate(divide="ignore"):
         log_weights = np.log(params.weights)
@@ -90,11 +131,14 @@ def weighted_log_prob(Xc, means_c, params: GaussianParams):
     return maha
 
 
-def normalize_log_prob(log_prob):
+def normalize_log_prob(log_prob, workspace=None):
     """Responsibilities and ``log p(x)`` from weighted log-probabilities (log-sum-exp)."""
+    ws = workspace or Workspace()
     top = np.max(log_prob, axis=1, keepdims=True)
     top[~np.isfinite(top)] = 0
-    resp = np.exp(log_prob - top)
+    resp = ws.get("resp", log_prob.shape, log_prob.dtype)
+    np.subtract(log_prob, top, out=resp)
+    np.exp(resp, out=resp)
     total = resp.sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         resp /= total
@@ -102,10 +146,14 @@ def normalize_log_prob(log_prob):
     return resp, log_norm
 
 
-def centre_block(block):
+def centre_block(block, workspace=None):
     """``(block - shift, shift)`` with ``shift`` the column mean, exact in float64."""
+    ws = workspace or Workspace()
     shift = block.mean(axis=0, dtype=np.float64).astype(block.dtype)
-    return block - shift, shift.astype(np.float64)
+    centred = np.subtract(block, shift, out=ws.get("centred", block.shape, block.dtype))
+    if centred.dtype == np.float32 and centred.size and np.abs(centred).max() > FLOAT32_SAFE_MAGNITUDE:
+        centred = block.astype(np.float64) - shift.astype(np.float64)
+    return centred, shift.astype(np.float64)
 
 
 class GaussianAssigner:
@@ -114,9 +162,9 @@ class GaussianAssigner:
     def __init__(self, params: GaussianParams):
         self.params = params
 
-    def assign(self, Xc, shift, rows):
-        log_prob = weighted_log_prob(Xc, self.params.means - shift, self.params)
-        return normalize_log_prob(log_prob)
+    def assign(self, Xc, shift, rows, workspace=None):
+        log_prob = weighted_log_prob(Xc, self.params.means - shift, self.params, workspace)
+        return normalize_log_prob(log_prob, workspace)
 
 
 class NearestCentreAssigner:
@@ -125,7 +173,7 @@ class NearestCentreAssigner:
     def __init__(self, centres):
         self.centres = np.asarray(centres, dtype=np.float64)
 
-    def assign(self, Xc, shift, rows):
+    def assign(self, Xc, shift, rows, workspace=None):
         centres = (self.centres - shift).astype(Xc.dtype)
         distances = np.sum(centres**2, axis=1) - 2 * (Xc @ centres.T)
         labels = np.argmin(distances, axis=1)
@@ -145,7 +193,7 @@ class RandomAssigner:
         self.seed = seed
         self.n_components = n_components
 
-    def assign(self, Xc, shift, rows):
+    def assign(self, Xc, shift, rows, workspace=None):
         resp = random_responsibilities(self.seed, self.n_components, rows)
         return resp.astype(Xc.dtype), None
 
@@ -165,25 +213,30 @@ def random_responsibilities(seed, n_components, rows):
     return out
 
 
-def block_statistics(Xc, shift, resp, log_norm, sample_weight, covariance_type):
+def block_statistics(Xc, shift, resp, log_norm, sample_weight, covariance_type, workspace=None):
     """Sufficient statistics of one centred block given its responsibilities."""
+    ws = workspace or Workspace()
     if sample_weight is not None:
-        resp = resp * sample_weight.astype(resp.dtype)[:, None]
+        resp *= sample_weight.astype(resp.dtype)[:, None]  # resp is scratch: weight it in place
     mass = resp.sum(axis=0, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         means_c = np.where(mass[:, None] > 0, (resp.T @ Xc) / mass[:, None], 0.0)
     n_components, n_features = means_c.shape
     if covariance_type in ("full", "tied"):
         scatter = np.zeros(scatter_shape("full", n_components, n_features))
+        diff = ws.get("diff", Xc.shape, Xc.dtype)
+        weighted = ws.get("weighted", Xc.shape, Xc.dtype)
         for k in range(n_components):
-            diff = Xc - means_c[k].astype(Xc.dtype)
-            scatter[k] = (diff * resp[:, k, None]).T @ diff
+            np.subtract(Xc, means_c[k].astype(Xc.dtype), out=diff)
+            np.multiply(diff, resp[:, k, None], out=weighted)
+            scatter[k] = weighted.T @ diff
         if covariance_type == "tied":
             scatter = scatter.sum(axis=0)
     else:
         # Centred on the block mean, so the expansion loses only the digits of
         # (component mean - block mean)^2 / variance.
-        second = (resp.T @ (Xc * Xc)).astype(np.float64)
+        squares = np.multiply(Xc, Xc, out=ws.get("squares", Xc.shape, Xc.dtype))
+        second = (resp.T @ squares).astype(np.float64)
         scatter = np.maximum(second - mass[:, None] * means_c**2, 0.0)
         if covariance_type == "spherical":
             scatter = scatter.sum(axis=1)
@@ -243,6 +296,7 @@ def chunk_statistics(
     """
     X = np.asarray(X)
     block_rows = block_rows or default_block_rows(n_components, X.shape[1], X.dtype.itemsize)
+    workspace = Workspace()
     total = SufficientStats.empty(covariance_type, n_components, X.shape[1])
     for start in range(0, X.shape[0], block_rows):
         block = X[start : start + block_rows]
@@ -257,9 +311,11 @@ def chunk_statistics(
             block, rows = block[finite], rows[finite]
             weights = None if weights is None else weights[finite]
         if block.shape[0]:
-            Xc, shift = centre_block(block)
-            resp, log_norm = assigner.assign(Xc, shift, rows)
-            total = total + block_statistics(Xc, shift, resp, log_norm, weights, covariance_type)
+            Xc, shift = centre_block(block, workspace)
+            resp, log_norm = assigner.assign(Xc, shift, rows, workspace)
+            total = total + block_statistics(
+                Xc, shift, resp, log_norm, weights, covariance_type, workspace
+            )
         if n_bad:
             total = total + SufficientStats(
                 covariance_type,
@@ -283,10 +339,11 @@ def chunk_weighted_log_prob(X, params: GaussianParams, block_rows=None):
     """``log w_k + log N(x | k)`` for every row of a chunk, in the chunk's dtype."""
     X = np.asarray(X)
     block_rows = block_rows or default_block_rows(params.n_components, X.shape[1], X.dtype.itemsize)
+    workspace = Workspace()
     out = np.empty((X.shape[0], params.n_components), dtype=X.dtype)
     for start in range(0, X.shape[0], block_rows):
-        Xc, shift = centre_block(X[start : start + block_rows])
-        out[start : start + Xc.shape[0]] = weighted_log_prob(Xc, params.means - shift, params)
+        Xc, shift = centre_block(X[start : start + block_rows], workspace)
+        out[start : start + Xc.shape[0]] = weighted_log_prob(Xc, params.means - shift, params, workspace)
     return out
 
 

@@ -1,0 +1,82 @@
+"""Faults and determinism: a worker killed mid-fit changes nothing; same seed, same model."""
+
+import os
+import signal
+import threading
+import time
+import warnings
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import zarr
+from distributed import Client, LocalCluster
+from sklearn.exceptions import ConvergenceWarning
+
+from daskgmm import GaussianMixture, open_array
+
+from conftest import FITTED_ARRAYS, make_data
+
+SETTINGS = dict(n_components=4, random_state=0, tol=0, max_iter=12)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    X = make_data(n_samples=24_000, n_features=4, n_components=4, seed=9)
+    path = tmp_path_factory.mktemp("faults") / "x.zarr"
+    zarr.create_array(path, shape=X.shape, chunks=(2000, 4), dtype="f8")[:] = X
+    return path, X
+
+
+def slowly(array, seconds=0.03):
+    def read(block):
+        time.sleep(seconds)
+        return block
+
+    return array.map_blocks(read, dtype=array.dtype)
+
+
+def fit(X, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return GaussianMixture(**SETTINGS, **kwargs).fit(X)
+
+
+def assert_identical(a, b):
+    for name in FITTED_ARRAYS:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert a.lower_bounds_ == b.lower_bounds_
+
+
+@pytest.mark.parametrize("persist", [False, True])
+def test_a_worker_killed_mid_fit_changes_nothing(store, persist):
+    path, X = store
+    reference = fit(open_array(path, chunk_bytes=2000 * 4 * 8), persist=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        client.wait_for_workers(2)
+        victim = next(iter(client.run(os.getpid).items()))
+        killer = threading.Timer(2.0, os.kill, (victim[1], signal.SIGKILL))
+        killer.start()
+        try:
+            survived = fit(slowly(open_array(path, chunk_bytes=2000 * 4 * 8)), persist=persist)
+        finally:
+            killer.cancel()
+        client.wait_for_workers(2, timeout=60)
+        assert victim[1] not in client.run(os.getpid).values(), "the worker was not killed during the fit"
+    assert_identical(survived, reference)
+
+
+def test_same_seed_same_model_on_every_scheduler(store):
+    path, X = store
+    source = open_array(path, chunk_bytes=3000 * 4 * 8)
+    threaded = fit(source)
+    with dask.config.set(scheduler="synchronous"):
+        synchronous = fit(source)
+    assert_identical(synchronous, threaded)
+    for workers in (1, 2):
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address=None) as cluster, Client(cluster):
+            assert_identical(fit(source), threaded)
+    assert_identical(fit(source), threaded)  # and again, run after run
