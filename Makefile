@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test clean
+.PHONY: demo test bench bench-out-of-core clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,16 @@ demo: $(VENV)/.installed-run
 ## test: the whole test suite
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## bench: daskgmm vs scikit-learn per EM iteration (tables in benchmarks/results/)
+bench: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/compare.py
+	$(BIN)/python benchmarks/parity.py
+
+## bench-out-of-core: a 10 GiB Zarr fit on 2 workers x 1 GiB, plus the scaling terms
+bench-out-of-core: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/out_of_core.py --gib 10 --workers 2 --worker-memory 1GiB
+	$(BIN)/python benchmarks/scaling.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

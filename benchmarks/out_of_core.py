@@ -132,6 +132,7 @@ def main(argv=None):
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--compare", action="store_true", help="also fit in memory and compare")
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
+    parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
 
@@ -204,7 +205,7 @@ def main(argv=None):
                       in_memory_seconds_per_iteration=(time.perf_counter() - started) / in_memory.n_iter_)
         print(f"in-memory fit (threaded scheduler, same start): max relative deviation {deviation:.2e}")
 
-    out = ROOT / "benchmarks" / "results"
+    out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
     (out / "out_of_core.json").write_text(json.dumps(result, indent=2, default=str))
     return result

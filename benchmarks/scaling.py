@@ -3,7 +3,8 @@
 Run: ``.venv/bin/python benchmarks/scaling.py``. It measures, on LocalClusters
 bound to 127.0.0.1:
 
-- the distributed scheduler's overhead per task (10 000 no-op tasks);
+- the distributed scheduler's overhead per task (a reduction over 5 000 tiny chunks)
+  and the driver's time to build one pass's graph, per chunk;
 - the E+M kernel's rate on one core (rows per second, full covariance, D=16, K=8);
 - the latency of one EM pass's statistics reduction (tiny tasks, tree of fan-in 16);
 - time per EM iteration with 1 and 2 worker processes on the same data
@@ -34,12 +35,27 @@ ROOT = Path(__file__).resolve().parents[1]
 N, D, K = 4_000_000, 16, 8
 
 
-def per_task_overhead(client, n_tasks=10_000):
-    tasks = [dask.delayed(lambda i: i, pure=False)(i) for i in range(n_tasks)]
-    dask.compute(tasks[:100])  # warm up
+def per_task_overhead(client, n_chunks=5_000):
+    """Scheduler cost per task: a reduction over many tiny chunks, wall time / tasks run."""
+    x = da.ones(n_chunks, chunks=1).map_blocks(np.negative)
+    x.sum().compute()  # warm up
+    n_tasks = len(dict(dask.optimize(x.sum())[0].__dask_graph__()))
     started = time.perf_counter()
-    dask.compute(*tasks)
+    x.sum().compute()
     return (time.perf_counter() - started) / n_tasks
+
+
+def graph_seconds_per_chunk(n_chunks=10_000):
+    """Driver time to build one EM pass's graph, per chunk."""
+    from daskgmm.data import RowData
+    from daskgmm.engine import pass_graph
+
+    X = da.zeros((n_chunks * 10, D), chunks=(10, D))
+    weights = np.full(K, 1 / K)
+    params = GaussianParams("diag", weights, np.zeros((K, D)), np.ones((K, D)), np.ones((K, D)))
+    started = time.perf_counter()
+    pass_graph(RowData(X), GaussianAssigner(params), "diag", K)
+    return (time.perf_counter() - started) / n_chunks
 
 
 def kernel_rate(X, params, rows=1_000_000):
@@ -89,7 +105,10 @@ def main():
                 client.wait_for_workers(workers)
                 if workers == 1:
                     result["scheduler_seconds_per_task"] = per_task_overhead(client)
-                    print(f"scheduler overhead: {result['scheduler_seconds_per_task'] * 1e3:.2f} ms per task")
+                    result["graph_build_seconds_per_chunk"] = graph_seconds_per_chunk()
+                    print(f"scheduler overhead: {result['scheduler_seconds_per_task'] * 1e3:.2f} ms per task; "
+                          f"building a pass's graph: {result['graph_build_seconds_per_chunk'] * 1e3:.3f} ms "
+                          "per chunk")
                 dx = da.from_array(X, chunks=(500_000, D))
                 in_memory = seconds_per_iteration(dx, settings, persist=True)
                 from_zarr = seconds_per_iteration(open_array(path, chunk_bytes=500_000 * D * 8), settings,

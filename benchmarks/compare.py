@@ -1,0 +1,200 @@
+"""daskgmm against scikit-learn (and Spark MLlib where it runs), side by side, in one run.
+
+Run: ``make bench`` (or ``.venv/bin/python benchmarks/compare.py [--quick]``).
+
+For every shape x covariance type x dtype x input (NumPy, Zarr), both fit the
+same data from the same initial parameters with ``tol=0``; time per EM
+iteration is ``(t(max_iter=4) - t(max_iter=1)) / 3`` so set-up and validation
+are excluded for both. Peak memory is the tracemalloc peak of the fit
+(NumPy's allocations are traced) on top of the input. The machine is measured
+in the same run (square and tall-skinny GEMM rates, Zarr read rate) and every
+daskgmm time is also given as a multiple of the cost model's limit
+(../shared/DESIGN.md: ``4 N K D^2`` flops for full, ``2 N K D^2`` for tied,
+``~6 N K D`` for diag/spherical, and ``N D itemsize`` bytes read).
+
+Results: ``benchmarks/results/compare.json`` and ``compare.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import tempfile
+import time
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from daskgmm import GaussianMixture, open_array
+from daskgmm.datasets import make_mixture, random_mixture
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAPES = [(200_000, 8, 8), (1_000_000, 16, 16), (500_000, 64, 16)]
+QUICK_SHAPES = [(20_000, 4, 3)]
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+
+def gemm_rates():
+    """GFLOP/s of a square GEMM and of the tall-skinny N x D @ D x D shape (D=16)."""
+    rates = {}
+    for dtype in (np.float64, np.float32):
+        name = np.dtype(dtype).name
+        a = np.random.default_rng(0).normal(size=(2000, 2000)).astype(dtype)
+        a @ a
+        started = time.perf_counter()
+        for _ in range(3):
+            a @ a
+        rates[f"square_{name}"] = 3 * 2 * 2000**3 / (time.perf_counter() - started) / 1e9
+        tall = np.random.default_rng(0).normal(size=(1_000_000, 16)).astype(dtype)
+        small = a[:16, :16].copy()
+        tall @ small
+        started = time.perf_counter()
+        for _ in range(3):
+            tall @ small
+        rates[f"tall_skinny_{name}"] = 3 * 2 * 1_000_000 * 16 * 16 / (time.perf_counter() - started) / 1e9
+    return rates
+
+
+def flops_per_iteration(n, d, k, covariance_type):
+    return {"full": 4 * n * k * d * d, "tied": 2 * n * k * d * d + 2 * n * d * d,
+            "diag": 6 * n * k * d, "spherical": 4 * n * k * d}[covariance_type]
+
+
+def time_per_iteration(make_estimator, X):
+    """(seconds per iteration, peak traced MiB) excluding per-fit set-up."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tracemalloc.start()
+        started = time.perf_counter()
+        make_estimator(1).fit(X)
+        one = time.perf_counter() - started
+        started = time.perf_counter()
+        make_estimator(4).fit(X)
+        four = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return (four - one) / 3, peak / 2**20
+
+
+def spark_status():
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        return "not run: pyspark is not installed (pip install pyspark; it needs a Java runtime)"
+    if shutil.which("java") is None:
+        return "not run: pyspark needs a Java runtime and none is on PATH"
+    return None
+
+
+def spark_seconds_per_iteration(X, k, start_means):  # pragma: no cover - needs Java
+    from pyspark.ml.clustering import GaussianMixture as SparkGaussianMixture
+    from pyspark.ml.linalg import Vectors
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.master("local[2]").config("spark.driver.memory", "8g").getOrCreate()
+    frame = spark.createDataFrame([(Vectors.dense(row),) for row in X], ["features"]).cache()
+    frame.count()
+    times = []
+    for iterations in (1, 4):
+        model = SparkGaussianMixture(k=k, maxIter=iterations, tol=0.0, seed=0)
+        started = time.perf_counter()
+        model.fit(frame)
+        times.append(time.perf_counter() - started)
+    spark.stop()
+    return (times[1] - times[0]) / 3
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one tiny shape (a smoke test)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = parser.parse_args(argv)
+    from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
+
+    shapes = QUICK_SHAPES if args.quick else SHAPES
+    machine = {"platform": platform.platform(), "processor": platform.processor(),
+               "cores": __import__("os").cpu_count(), **gemm_rates()}
+    spark = spark_status()
+    print(f"machine: {machine}")
+    print(f"Spark MLlib: {spark or 'available'}")
+    rows = []
+    folder = Path(tempfile.mkdtemp())
+    try:
+        for n, d, k in shapes:
+            weights, means, covariances = random_mixture(k, d, separation=4.0, random_state=0)
+            X64 = make_mixture(n, weights, means, covariances, chunk_rows=250_000).compute()
+            path = folder / f"x_{n}_{d}.zarr"
+            zarr.create_array(path, shape=X64.shape, chunks=(min(n, 262_144), d), dtype="f8",
+                              compressors=None)[:] = X64
+            started = time.perf_counter()
+            open_array(path).sum().compute()
+            read_rate = X64.nbytes / (time.perf_counter() - started)
+            for covariance_type in COVARIANCE_TYPES:
+                start = SklearnGaussianMixture(k, covariance_type=covariance_type, max_iter=0,
+                                               random_state=0).fit(X64[:20_000])
+                init = dict(covariance_type=covariance_type, tol=0,
+                            weights_init=start.weights_ / start.weights_.sum(),
+                            means_init=start.means_, precisions_init=start.precisions_)
+                for dtype in (np.float64, np.float32):
+                    X = X64.astype(dtype)
+                    name = np.dtype(dtype).name
+                    theirs, their_peak = time_per_iteration(
+                        lambda m: SklearnGaussianMixture(k, max_iter=m, **init), X)
+                    ours, our_peak = time_per_iteration(lambda m: GaussianMixture(k, max_iter=m, **init), X)
+                    flops = flops_per_iteration(n, d, k, covariance_type)
+                    compute_limit = flops / (machine[f"square_{name}"] * 1e9)
+                    row = dict(n=n, d=d, k=k, covariance_type=covariance_type, dtype=name, input="numpy",
+                               sklearn_s=theirs, daskgmm_s=ours, speedup=theirs / ours,
+                               sklearn_peak_mib=their_peak, daskgmm_peak_mib=our_peak,
+                               input_mib=X.nbytes / 2**20, limit_s=compute_limit,
+                               x_limit=ours / compute_limit,
+                               x_tall_skinny_limit=ours / (flops / (machine[f"tall_skinny_{name}"] * 1e9)))
+                    rows.append(row)
+                    print(f"{n:>9} {d:>3} {k:>3} {covariance_type:>9} {name:>7} numpy: sklearn {theirs:7.3f} s/it, "
+                          f"daskgmm {ours:7.3f} s/it, {theirs / ours:5.1f}x; peak {their_peak:7.0f} vs "
+                          f"{our_peak:7.0f} MiB; {ours / compute_limit:5.1f}x compute limit", flush=True)
+                if covariance_type == "full":
+                    zarr_input = open_array(path)
+                    ours, our_peak = time_per_iteration(
+                        lambda m: GaussianMixture(k, max_iter=m, persist=False, **init), zarr_input)
+                    limit = max(X64.nbytes / read_rate, flops_per_iteration(n, d, k, "full")
+                                / (machine["square_float64"] * 1e9))
+                    rows.append(dict(n=n, d=d, k=k, covariance_type="full", dtype="float64", input="zarr",
+                                     daskgmm_s=ours, daskgmm_peak_mib=our_peak, read_gib_s=read_rate / 2**30,
+                                     limit_s=limit, x_limit=ours / limit))
+                    print(f"{n:>9} {d:>3} {k:>3} {'full':>9} float64 zarr:  daskgmm {ours:7.3f} s/it "
+                          f"(read {read_rate / 2**30:.2f} GiB/s), {ours / limit:5.2f}x max(read, compute) limit",
+                          flush=True)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = "compare_quick" if args.quick else "compare"
+    (out / f"{name}.json").write_text(json.dumps({"machine": machine, "spark": spark or "run", "rows": rows},
+                                                 indent=2))
+    lines = [f"Machine: {machine['platform']}, {machine['cores']} cores; GEMM {machine['square_float64']:.0f} "
+             f"GFLOP/s float64 square, {machine['tall_skinny_float64']:.0f} tall-skinny. Spark MLlib: "
+             f"{spark or 'run'}.", "",
+             "| N | D | K | covariance | dtype | input | scikit-learn s/it | daskgmm s/it | speed-up | "
+             "peak MiB (sklearn / daskgmm, input) | x compute limit |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        sk = f"{r['sklearn_s']:.3f}" if "sklearn_s" in r else "—"
+        speed = f"{r['speedup']:.1f}x" if "speedup" in r else "—"
+        peak = (f"{r['sklearn_peak_mib']:.0f} / {r['daskgmm_peak_mib']:.0f}, {r['input_mib']:.0f}"
+                if "sklearn_peak_mib" in r else f"— / {r['daskgmm_peak_mib']:.0f}")
+        lines.append(f"| {r['n']:,} | {r['d']} | {r['k']} | {r['covariance_type']} | {r['dtype']} | {r['input']} | "
+                     f"{sk} | {r['daskgmm_s']:.3f} | {speed} | {peak} | {r['x_limit']:.1f} |")
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

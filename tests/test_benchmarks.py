@@ -1,0 +1,30 @@
+"""The benchmark scripts run (on tiny sizes) so they cannot rot."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_compare_quick_writes_its_tables(tmp_path):
+    result = subprocess.run([sys.executable, "benchmarks/compare.py", "--quick", "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "compare_quick.json").read_text())
+    assert {r["covariance_type"] for r in report["rows"]} == {"full", "tied", "diag", "spherical"}
+    assert all(r["daskgmm_s"] > 0 for r in report["rows"])
+    assert "pyspark" in report["spark"] or report["spark"] == "run"
+    assert "| N | D | K |" in (tmp_path / "compare_quick.md").read_text()
+
+
+def test_out_of_core_benchmark_runs_small(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "benchmarks/out_of_core.py", "--gib", "0.02", "--worker-memory", "512MiB",
+         "--iterations", "2", "--data-dir", str(tmp_path), "--results", str(tmp_path), "--compare"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "restarted workers: none" in out and "spilled: 0 bytes" in out
+    assert "max relative deviation 0.00e+00" in out
