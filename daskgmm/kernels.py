@@ -91,13 +91,19 @@ def squared_mahalanobis(Xc, means_c, precisions_cholesky, covariance_type, works
         np.matmul(augmented, stacked, out=y)
         y = y.reshape(n_samples, n_components, n_features)
         return np.einsum("nkd,nkd->nk", y, y, out=out)
+    cross = ws.get("cross", (n_samples, n_components), dtype)
     if covariance_type == "tied":
+        # One shared whitening, then |y - m_k|^2 = |y|^2 - 2 y.m_k + |m_k|^2 with one
+        # more GEMM (rows are centred on the block mean, so the expansion is benign).
         whitened = ws.get("tied", (n_samples, n_features), dtype)
         np.matmul(Xc, chol, out=whitened)
-        y = ws.get("whitened", (n_samples, n_components, n_features), dtype)
-        np.subtract(whitened[:, None, :], (means_c @ chol)[None], out=y)
-        return np.einsum("nkd,nkd->nk", y, y, out=out)
-    cross = ws.get("cross", (n_samples, n_components), dtype)
+        means_w = means_c @ chol
+        np.matmul(whitened, means_w.T, out=cross)
+        cross *= -2
+        cross += np.einsum("nd,nd->n", whitened, whitened)[:, None]
+        cross += np.sum(means_w**2, axis=1)
+        np.maximum(cross, 0, out=out)
+        return out
     precisions = chol**2
     if covariance_type == "diag":
         squares = ws.get("squares", (n_samples, n_features), dtype)
@@ -222,7 +228,8 @@ def block_statistics(Xc, shift, resp, log_norm, sample_weight, covariance_type, 
     with np.errstate(invalid="ignore", divide="ignore"):
         means_c = np.where(mass[:, None] > 0, (resp.T @ Xc) / mass[:, None], 0.0)
     n_components, n_features = means_c.shape
-    if covariance_type in ("full", "tied"):
+    if covariance_type == "full":
+        # Exactly centred on each component's block mean (no cancellation).
         scatter = np.zeros(scatter_shape("full", n_components, n_features))
         diff = ws.get("diff", Xc.shape, Xc.dtype)
         weighted = ws.get("weighted", Xc.shape, Xc.dtype)
@@ -230,8 +237,12 @@ def block_statistics(Xc, shift, resp, log_norm, sample_weight, covariance_type, 
             np.subtract(Xc, means_c[k].astype(Xc.dtype), out=diff)
             np.multiply(diff, resp[:, k, None], out=weighted)
             scatter[k] = weighted.T @ diff
-        if covariance_type == "tied":
-            scatter = scatter.sum(axis=0)
+    elif covariance_type == "tied":
+        # sum_k sum_n r_nk (x - m_k)(x - m_k)^T = sum_n w_n x x^T - sum_k N_k m_k m_k^T,
+        # since every row's responsibilities sum to its weight: one GEMM instead of K.
+        row_weight = resp.sum(axis=1)
+        weighted = np.multiply(Xc, row_weight[:, None], out=ws.get("weighted", Xc.shape, Xc.dtype))
+        scatter = (weighted.T @ Xc).astype(np.float64) - (means_c * mass[:, None]).T @ means_c
     else:
         # Centred on the block mean, so the expansion loses only the digits of
         # (component mean - block mean)^2 / variance.
