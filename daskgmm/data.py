@@ -8,6 +8,7 @@ the global offset of every chunk.
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass
 
 import dask
@@ -140,7 +141,34 @@ def as_dask_rows(X, *, chunk_rows=None, ensure_min_samples=1, estimator_name="Ga
         input_name="X",
     )
     rows = chunk_rows or default_chunk_rows(*array.shape, array.dtype.itemsize)
-    return da.from_array(array, chunks=(rows, array.shape[1])), True
+    return wrap_in_memory(array, rows), True
+
+
+class _ReadOnlyRows:
+    """A NumPy array seen through ``__getitem__`` only.
+
+    ``dask.array.from_array`` copies anything with a ``.copy`` method (a whole
+    second copy of the user's data); daskgmm never writes to its input, so
+    it reads the caller's array in place.
+    """
+
+    def __init__(self, array):
+        self.array = array
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __getitem__(self, key):
+        return self.array[key]
+
+
+def wrap_in_memory(array, chunk_rows):
+    """A Dask array over an in-memory NumPy array, without copying it."""
+    return da.from_array(
+        _ReadOnlyRows(array),
+        chunks=(chunk_rows, array.shape[1]),
+        name=f"daskgmm-input-{uuid.uuid4().hex}",
+        asarray=True,
+        meta=np.empty((0, 0), dtype=array.dtype),
+    )
 
 
 def _is_stored_array(X):
@@ -164,6 +192,8 @@ def as_sample_weight(sample_weight, X: da.Array):
         weights = np.asarray(sample_weight)
         if weights.ndim == 0:
             weights = np.full(X.shape[0], float(weights))
+        if weights.ndim == 1 and weights.shape[0] == X.shape[0]:
+            weights = weights.astype(np.float64)  # our own copy: validated, then read in place
     if weights.ndim != 1 or weights.shape[0] != X.shape[0]:
         raise ValueError(
             f"sample_weight.shape == {tuple(weights.shape)}, expected ({X.shape[0]},): "
@@ -177,7 +207,8 @@ def as_sample_weight(sample_weight, X: da.Array):
         weights = weights.rechunk((X.chunks[0],))
     else:
         low, finite, total = weights.min(), np.isfinite(weights).all(), weights.sum()
-        weights = da.from_array(weights, chunks=(X.chunks[0],))
+        weights = da.from_array(_ReadOnlyRows(weights), chunks=(X.chunks[0],), asarray=True,
+                                name=f"daskgmm-weights-{uuid.uuid4().hex}", meta=np.empty((0,)))
     if not finite:
         raise ValueError("sample_weight contains NaN or infinity; pass finite weights.")
     if low < 0:
