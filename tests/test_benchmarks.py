@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -14,7 +16,9 @@ def test_compare_quick_writes_its_tables(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "compare_quick.json").read_text())
     assert {r["covariance_type"] for r in report["rows"]} == {"full", "tied", "diag", "spherical"}
-    assert all(r["daskgmm_s"] > 0 for r in report["rows"])
+    # (t(4 iterations) - t(1)) / 3: on tiny data round-off of the clock can make it ~0, so only
+    # check that every cell was measured
+    assert all(np.isfinite(r["daskgmm_s"]) and np.isfinite(r["x_limit"]) for r in report["rows"])
     assert "pyspark" in report["spark"] or report["spark"] == "run"
     assert "| N | D | K |" in (tmp_path / "compare_quick.md").read_text()
 
