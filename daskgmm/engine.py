@@ -11,6 +11,7 @@ once, whatever the number of chunks.
 from __future__ import annotations
 
 import logging
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -22,7 +23,7 @@ from threadpoolctl import ThreadpoolController
 
 from .data import RowData
 from .kernels import GaussianAssigner, chunk_statistics
-from .params import GaussianParams, m_step
+from .params import CollapsedComponentWarning, GaussianParams, m_step, reseed_collapsed
 from .stats import SufficientStats, merge_stats
 
 DEFAULT_SPLIT_EVERY = 16
@@ -163,6 +164,7 @@ def pass_graph(
     n_components: int,
     split_every: int = DEFAULT_SPLIT_EVERY,
     block_rows: int | None = None,
+    track_worst: int = 0,
 ):
     """The graph of one pass: a statistics task per chunk, merged in a tree.
 
@@ -177,7 +179,8 @@ def pass_graph(
     assigner_key = dask.delayed(assigner, pure=True)
     parts = [
         dask.delayed(chunk_statistics, pure=True)(
-            x_block, w_block, assigner_key, covariance_type, n_components, offset, block_rows
+            x_block, w_block, assigner_key, covariance_type, n_components, offset, block_rows,
+            track_worst,
         )
         for x_block, w_block, offset in zip(x_blocks, w_blocks, data.row_offsets)
     ]
@@ -190,12 +193,13 @@ def statistics_pass(
     covariance_type: str,
     n_components: int,
     split_every: int = DEFAULT_SPLIT_EVERY,
+    track_worst: int = 0,
 ) -> SufficientStats:
     """Read every chunk once and return the merged statistics.
 
     Raises ``ValueError`` if any row holds NaN or infinity.
     """
-    graph = pass_graph(data, assigner, covariance_type, n_components, split_every)
+    graph = pass_graph(data, assigner, covariance_type, n_components, split_every, track_worst=track_worst)
     with blas_threads_for(data.X.numblocks[0]):
         (stats,) = dask.compute(graph)
     if stats.n_nonfinite:
@@ -217,6 +221,7 @@ def run_em(
     split_every: int = DEFAULT_SPLIT_EVERY,
     reporter: Reporter | None = None,
     on_iteration=None,
+    reseed: bool = False,
 ) -> FitResult:
     """EM from ``start`` until the mean log-likelihood changes by less than ``tol``.
 
@@ -227,7 +232,10 @@ def run_em(
 
     ``start`` may be a run in progress (``n_iter`` iterations already done,
     e.g. from a checkpoint); ``on_iteration(result)`` is called after every
-    iteration with the run so far.
+    iteration with the run so far. With ``reseed``, components that collapse
+    are re-seeded at the worst-explained rows of the pass (with a
+    :class:`~daskgmm.params.CollapsedComponentWarning`) instead of stopping
+    the fit.
     """
     reporter = reporter or SilentReporter()
     params, lower_bound = start.params, start.lower_bound
@@ -237,9 +245,18 @@ def run_em(
         n_iter += 1
         previous = lower_bound
         stats = statistics_pass(
-            data, GaussianAssigner(params), params.covariance_type, params.n_components, split_every
+            data, GaussianAssigner(params), params.covariance_type, params.n_components, split_every,
+            track_worst=params.n_components if reseed else 0,
         )
         lower_bound = stats.log_likelihood / stats.weight_sum
+        if reseed:
+            stats, reseeded = reseed_collapsed(stats, reg_covar, data.dtype)
+            if reseeded:
+                warnings.warn(
+                    f"Component(s) {reseeded} lost their points or became singular at iteration "
+                    f"{n_iter}; re-seeded at the worst-explained rows of that pass.",
+                    CollapsedComponentWarning,
+                )
         params = m_step(stats, reg_covar, data.dtype)
         lower_bounds.append(lower_bound)
         change = lower_bound - previous
@@ -274,6 +291,7 @@ def fit_mixture(
     reporter: Reporter | None = None,
     random_state: np.random.RandomState | None = None,
     checkpoint=None,
+    reseed: bool = False,
 ) -> FitResult:
     """Run ``n_init`` EM fits and keep the one with the highest final lower bound.
 
@@ -293,6 +311,8 @@ def fit_mixture(
     checkpoint : object with ``load() -> EMState | None`` and ``save(EMState)``
         Saved after every iteration; a fit started with a checkpoint that
         holds a state resumes from it and ends as if never interrupted.
+    reseed : bool
+        Re-seed collapsed components instead of failing (see :func:`run_em`).
     """
     reporter = reporter or SilentReporter()
     data = place_data(data, persist)
@@ -326,6 +346,7 @@ def fit_mixture(
             split_every=split_every,
             reporter=reporter,
             on_iteration=save if checkpoint is not None else None,
+            reseed=reseed,
         )
         reporter.init_end(result.lower_bound, result.converged)
         if best is None or result.lower_bound > best.lower_bound or best.lower_bound == -np.inf:

@@ -104,6 +104,14 @@ verbose_interval
         from its last completed iteration (after a crash, a KeyboardInterrupt
         or a lost scheduler) and ends with the parameters an uninterrupted fit
         would have. A checkpoint from other data or settings is refused.
+    reseed_collapsed : bool, default=False
+        False (scikit-learn's behaviour): a component whose covariance is not
+        positive definite stops the fit with the "ill-defined empirical
+        covariance" error. True: a component that lost its points (less mass
+        than an average row) or became singular is re-seeded at one of the
+        rows the mixture explains worst, with the healthy components' pooled
+        covariance, and the fit goes on; a ``CollapsedComponentWarning`` says
+        which and when. (Tied covariances cannot be re-seeded per component.)
 
     Attributes
     ----------
@@ -131,6 +139,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         "init_sample_size": [Interval(Integral, 1, None, closed="left")],
         "persist": [StrOptions({"auto"}), "boolean"],
         "checkpoint": [str, os.PathLike, None],
+        "reseed_collapsed": ["boolean"],
     }
 
     def __init__(
@@ -155,6 +164,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         init_sample_size=DEFAULT_INIT_SAMPLE_SIZE,
         persist="auto",
         checkpoint=None,
+        reseed_collapsed=False,
     ):
         super().__init__(
             n_components=n_components,
@@ -177,6 +187,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         self.init_sample_size = init_sample_size
         self.persist = persist
         self.checkpoint = checkpoint
+        self.reseed_collapsed = reseed_collapsed
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None, sample_weight=None, *, progress=None):
@@ -273,6 +284,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
             reporter=_Reporters(_VerbosePrinter(self), progress),
             random_state=random_state,
             checkpoint=self._checkpoint_file(data, warm_start),
+            reseed=self.reseed_collapsed,
         )
         if not result.converged and self.max_iter > 0:
             warnings.warn(
@@ -290,7 +302,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         if self.checkpoint is None:
             return None
         settings = ("n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
-                    "init_params", "init_sample_size")
+                    "init_params", "init_sample_size", "reseed_collapsed")
         fingerprint = {name: getattr(self, name) for name in settings}
         fingerprint.update(
             n_samples=data.n_samples,

@@ -13,6 +13,7 @@ everything that is summed across blocks is float64.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -20,6 +21,8 @@ from .params import GaussianParams, log_det_cholesky
 from .stats import SufficientStats, scatter_shape
 
 LOG_2PI = math.log(2 * math.pi)
+# Relative size below which an expanded (second moment - mean^2) scatter is round-off.
+ROUNDOFF_FLOOR = 64 * np.finfo(np.float64).eps
 # Temporaries of a block (n x K x D for full/tied) are kept near this size so
 # they stay in cache: measured here, K=16, D=16 runs 2x faster per row in
 # blocks of 2k rows than of 16k.
@@ -225,11 +228,11 @@ def block_statistics(Xc, shift, resp, log_norm, sample_weight, covariance_type, 
     if sample_weight is not None:
         resp *= sample_weight.astype(resp.dtype)[:, None]  # resp is scratch: weight it in place
     mass = resp.sum(axis=0, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means_c = np.where(mass[:, None] > 0, (resp.T @ Xc) / mass[:, None], 0.0)
-    n_components, n_features = means_c.shape
+    n_components, n_features = resp.shape[1], Xc.shape[1]
     if covariance_type == "full":
         # Exactly centred on each component's block mean (no cancellation).
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means_c = np.where(mass[:, None] > 0, (resp.T @ Xc) / mass[:, None], 0.0)
         scatter = np.zeros(scatter_shape("full", n_components, n_features))
         diff = ws.get("diff", Xc.shape, Xc.dtype)
         weighted = ws.get("weighted", Xc.shape, Xc.dtype)
@@ -237,20 +240,30 @@ def block_statistics(Xc, shift, resp, log_norm, sample_weight, covariance_type, 
             np.subtract(Xc, means_c[k].astype(Xc.dtype), out=diff)
             np.multiply(diff, resp[:, k, None], out=weighted)
             scatter[k] = weighted.T @ diff
-    elif covariance_type == "tied":
-        # sum_k sum_n r_nk (x - m_k)(x - m_k)^T = sum_n w_n x x^T - sum_k N_k m_k m_k^T,
-        # since every row's responsibilities sum to its weight: one GEMM instead of K.
-        row_weight = resp.sum(axis=1)
-        weighted = np.multiply(Xc, row_weight[:, None], out=ws.get("weighted", Xc.shape, Xc.dtype))
-        scatter = (weighted.T @ Xc).astype(np.float64) - (means_c * mass[:, None]).T @ means_c
     else:
-        # Centred on the block mean, so the expansion loses only the digits of
-        # (component mean - block mean)^2 / variance.
-        squares = np.multiply(Xc, Xc, out=ws.get("squares", Xc.shape, Xc.dtype))
-        second = (resp.T @ squares).astype(np.float64)
-        scatter = np.maximum(second - mass[:, None] * means_c**2, 0.0)
-        if covariance_type == "spherical":
-            scatter = scatter.sum(axis=1)
+        # Expanded second moments about the block mean: computed in float64 (also for
+        # float32 data, whose expansion would cancel), and what is below their
+        # round-off floor is zero (a collapsed component has exactly zero scatter).
+        Xc64 = Xc if Xc.dtype == np.float64 else Xc.astype(np.float64)
+        resp64 = resp if resp.dtype == np.float64 else resp.astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means_c = np.where(mass[:, None] > 0, (resp64.T @ Xc64) / mass[:, None], 0.0)
+        if covariance_type == "tied":
+            # sum_k sum_n r_nk (x - m_k)(x - m_k)^T = sum_n w_n x x^T - sum_k N_k m_k m_k^T,
+            # since every row's responsibilities sum to its weight: one GEMM instead of K.
+            weighted = Xc64 * resp64.sum(axis=1)[:, None]
+            second = weighted.T @ Xc64
+            scatter = second - (means_c * mass[:, None]).T @ means_c
+            floor = ROUNDOFF_FLOOR * np.sqrt(np.outer(np.diag(second), np.diag(second)))
+        else:
+            second = resp64.T @ (Xc64 * Xc64)
+            scatter = second - mass[:, None] * means_c**2
+            floor = ROUNDOFF_FLOOR * second
+            if covariance_type == "spherical":
+                scatter, floor = scatter.sum(axis=1), floor.sum(axis=1)
+        scatter = np.where(np.abs(scatter) <= floor, 0.0, scatter)
+        if covariance_type != "tied":
+            scatter = np.maximum(scatter, 0.0)
     if log_norm is None:
         log_likelihood = 0.0
     elif sample_weight is None:
@@ -281,6 +294,7 @@ def chunk_statistics(
     n_components,
     row_offset=0,
     block_rows=None,
+    track_worst=0,
 ):
     """Statistics of one chunk: the body of one task of an EM pass.
 
@@ -298,6 +312,9 @@ def chunk_statistics(
         row-indexed random generator).
     block_rows : int, optional
         Rows processed at a time (default: :func:`default_block_rows`).
+    track_worst : int
+        Also keep this many worst-explained rows (for re-seeding collapsed
+        components); 0 keeps none.
 
     Returns
     -------
@@ -324,9 +341,10 @@ def chunk_statistics(
         if block.shape[0]:
             Xc, shift = centre_block(block, workspace)
             resp, log_norm = assigner.assign(Xc, shift, rows, workspace)
-            total = total + block_statistics(
-                Xc, shift, resp, log_norm, weights, covariance_type, workspace
-            )
+            stats = block_statistics(Xc, shift, resp, log_norm, weights, covariance_type, workspace)
+            if track_worst and log_norm is not None:
+                stats = replace(stats, **worst_explained(block, log_norm, rows, weights, track_worst))
+            total = total + stats
         if n_bad:
             total = total + SufficientStats(
                 covariance_type,
@@ -336,6 +354,19 @@ def chunk_statistics(
                 first_nonfinite=first_bad,
             )
     return total
+
+
+def worst_explained(block, log_norm, rows, weights, count):
+    """The ``count`` rows of a block with the lowest log-likelihood (weighted rows only)."""
+    candidates = np.arange(block.shape[0]) if weights is None else np.flatnonzero(weights > 0)
+    values = log_norm[candidates].astype(np.float64)
+    order = np.lexsort((rows[candidates], values))[:count]
+    chosen = candidates[order]
+    return dict(
+        worst_log_prob=values[order],
+        worst_rows=np.asarray(block[chosen], dtype=np.float64),
+        worst_index=rows[chosen].astype(np.int64),
+    )
 
 
 def _zeros_like_stats(stats):

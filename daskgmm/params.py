@@ -203,3 +203,51 @@ def m_step(
         covariances, stats.covariance_type, data_dtype
     )
     return GaussianParams(stats.covariance_type, weights, means, covariances, precisions_cholesky)
+
+
+class CollapsedComponentWarning(UserWarning):
+    """A component lost its points or became singular and was re-seeded."""
+
+
+def collapsed_components(stats: SufficientStats, reg_covar: float, eps: float) -> list:
+    """Components that lost their points (less mass than an average row) or whose
+    covariance is not positive definite."""
+    mass, _, covariances = estimate_gaussian_parameters(stats, reg_covar, eps)
+    rows = max(stats.n_rows - stats.n_nonfinite, 1)
+    bad = set(np.flatnonzero(stats.resp_sum < stats.weight_sum / rows).tolist())
+    if stats.covariance_type == "full":
+        for k, covariance in enumerate(covariances):
+            try:
+                linalg.cholesky(covariance, lower=True)
+            except linalg.LinAlgError:
+                bad.add(k)
+    elif stats.covariance_type in ("diag", "spherical"):
+        flat = covariances.reshape(len(mass), -1)
+        bad.update(np.flatnonzero(~np.all(np.isfinite(flat) & (flat > 0), axis=1)).tolist())
+    return sorted(bad)
+
+
+def reseed_collapsed(stats: SufficientStats, reg_covar: float, data_dtype=np.float64):
+    """Statistics in which collapsed components start afresh at the worst-explained rows.
+
+    A re-seeded component gets the mean of one of the rows the mixture
+    explains worst (a different row each), the pooled covariance of the
+    healthy components and the mass of the smallest healthy one. Returns
+    ``(stats, reseeded_components)``; raises scikit-learn's ill-defined
+    covariance error when nothing can be re-seeded (no healthy component,
+    too few tracked rows, or a singular *tied* covariance).
+    """
+    eps = 10 * np.finfo(data_dtype).eps
+    bad = collapsed_components(stats, reg_covar, eps)
+    if not bad:
+        return stats, []
+    good = [k for k in range(stats.n_components) if k not in bad]
+    if not good or stats.covariance_type == "tied" or stats.worst_log_prob.size < len(bad):
+        message = ILL_DEFINED_COVARIANCE + (FLOAT32_HINT if np.dtype(data_dtype) == np.float32 else "")
+        raise ValueError(message)
+    resp_sum, means, scatter = stats.resp_sum.copy(), stats.means.copy(), stats.scatter.copy()
+    seed_mass = resp_sum[good].min()
+    pooled = scatter[good].sum(axis=0) / resp_sum[good].sum()
+    for k, row in zip(bad, stats.worst_rows):
+        resp_sum[k], means[k], scatter[k] = seed_mass, row, pooled * seed_mass
+    return replace(stats, resp_sum=resp_sum, means=means, scatter=scatter), bad

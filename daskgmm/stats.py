@@ -17,7 +17,7 @@ result up to round-off.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import reduce
 import operator
 
@@ -60,6 +60,10 @@ class SufficientStats:
         Rows containing NaN or infinity (skipped, reported by the engine).
     first_nonfinite : int
         Global index of the first non-finite row, or -1.
+    worst_log_prob, worst_rows, worst_index : ndarrays of shape (m,), (m, D), (m,)
+        The ``m`` rows with the lowest log-likelihood (the worst explained),
+        kept only when asked for (re-seeding collapsed components); empty
+        otherwise. Ties are broken by row index, so merges are deterministic.
     """
 
     covariance_type: str
@@ -71,6 +75,9 @@ class SufficientStats:
     n_rows: int = 0
     n_nonfinite: int = 0
     first_nonfinite: int = -1
+    worst_log_prob: np.ndarray = field(default_factory=lambda: np.empty(0))
+    worst_rows: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+    worst_index: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     @classmethod
     def empty(cls, covariance_type: str, n_components: int, n_features: int):
@@ -104,6 +111,7 @@ class SufficientStats:
         coef = self.resp_sum * fraction
         correction = _scatter_correction(self.covariance_type, coef, delta)
         first = [i for i in (self.first_nonfinite, other.first_nonfinite) if i >= 0]
+        worst = merge_worst(self, other)
         return SufficientStats(
             self.covariance_type,
             total,
@@ -114,7 +122,20 @@ class SufficientStats:
             self.n_rows + other.n_rows,
             self.n_nonfinite + other.n_nonfinite,
             min(first) if first else -1,
+            *worst,
         )
+
+
+def merge_worst(a: SufficientStats, b: SufficientStats):
+    """The ``max(m_a, m_b)`` worst-explained rows of both sides."""
+    keep = max(a.worst_log_prob.size, b.worst_log_prob.size)
+    if keep == 0:
+        return a.worst_log_prob, a.worst_rows, a.worst_index
+    values = np.concatenate([a.worst_log_prob, b.worst_log_prob])
+    index = np.concatenate([a.worst_index, b.worst_index])
+    rows = np.concatenate([r for r in (a.worst_rows, b.worst_rows) if r.size])
+    order = np.lexsort((index, values))[:keep]
+    return values[order], rows[order], index[order]
 
 
 def _scatter_correction(covariance_type, coef, delta):
