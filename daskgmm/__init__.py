@@ -8,7 +8,8 @@ from .estimator import GaussianMixture
 from .io import open_array
 from .model_io import load_model as load
 from .params import CollapsedComponentWarning
+from .selection import select_model
 
 __version__ = "0.1.0"
 
-__all__ = ["CollapsedComponentWarning", "GaussianMixture", "load", "open_array", "__version__"]
+__all__ = ["CollapsedComponentWarning", "GaussianMixture", "load", "open_array", "select_model", "__version__"]

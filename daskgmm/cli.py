@@ -271,6 +271,63 @@ def info(model):
         click.echo(f"  component {k}: weight {weight:.4f}  mean [" + ", ".join(f"{m:.4g}" for m in mean) + "]")
 
 
+@main.command()
+@click.argument("data")
+@source_options
+@click.option("-k", "--k-range", default="1:10", show_default=True, help="K_MIN:K_MAX, both included.")
+@click.option("--covariance-types", default="full,tied,diag,spherical", show_default=True)
+@click.option("--criterion", type=click.Choice(["bic", "aic"]), default="bic", show_default=True)
+@click.option("--n-init", type=int, default=1, show_default=True)
+@click.option("--init", "init_params", type=click.Choice(["kmeans", "k-means++", "random", "random_from_data"]),
+              default="kmeans", show_default=True)
+@click.option("--max-iter", type=int, default=100, show_default=True)
+@click.option("--tol", type=float, default=1e-3, show_default=True)
+@click.option("--random-state", type=int, default=None)
+@cluster_options
+@click.option("--out", type=click.Path(file_okay=False), help="Write the best model to this directory.")
+@click.option("--table", "table_path", type=click.Path(dir_okay=False), help="Write the table as CSV.")
+@handle_errors
+def select(data, dataset, columns, chunk_bytes, flatten, k_range, covariance_types, criterion, n_init,
+           init_params, max_iter, tol, random_state, scheduler, cluster_config, local_cluster, out, table_path):
+    """Fit every K and covariance type in shared passes and keep the lowest BIC (or AIC).
+
+    \b
+    Example:
+      daskgmm select frames.zarr -k 1:16 --covariance-types full,diag --out best/
+    """
+    from .selection import select_model
+
+    try:
+        k_min, k_max = (int(v) for v in k_range.split(":"))
+    except ValueError:
+        raise click.BadParameter("use K_MIN:K_MAX, e.g. 1:10", param_hint="--k-range") from None
+    with cluster_context(scheduler, cluster_config, local_cluster):
+        X = open_source(data, dataset, columns, chunk_bytes, flatten)
+        started = time.perf_counter()
+        result = select_model(X, range(k_min, k_max + 1), tuple(covariance_types.split(",")),
+                              criterion=criterion, n_init=n_init, init_params=init_params,
+                              max_iter=max_iter, tol=tol, random_state=random_state)
+        seconds = time.perf_counter() - started
+    click.echo(f"{'K':>3} {'covariance':>10} {'restart':>7} {'BIC':>14} {'AIC':>14} {'iterations':>10}")
+    for row in result.table:
+        click.echo(f"{row['n_components']:>3} {row['covariance_type']:>10} {row['restart']:>7} "
+                   f"{row['bic']:>14.6g} {row['aic']:>14.6g} {row['n_iter']:>10}"
+                   + (f"  failed: {row['error']}" if row["error"] else ""))
+    best = result.best_estimator_
+    click.echo(f"best by {criterion.upper()}: K={best.n_components}, {best.covariance_type}; "
+               f"{len(result.candidates)} candidates in {result.passes} reads of the data, {seconds:.1f} s")
+    if table_path:
+        import csv
+
+        with open(table_path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(result.table[0]))
+            writer.writeheader()
+            writer.writerows(result.table)
+    if out:
+        best.save(out)
+        click.echo(f"best model written to {out}")
+
+
 @main.command(context_settings={"ignore_unknown_options": True}, add_help_option=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def demo(args):

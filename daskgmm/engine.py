@@ -22,9 +22,9 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from .data import RowData
-from .kernels import GaussianAssigner, chunk_statistics
+from .kernels import GaussianAssigner, chunk_statistics, chunk_statistics_many
 from .params import CollapsedComponentWarning, GaussianParams, m_step, reseed_collapsed
-from .stats import SufficientStats, merge_stats
+from .stats import SufficientStats, merge_stats, merge_stats_lists
 
 DEFAULT_SPLIT_EVERY = 16
 logger = logging.getLogger("daskgmm")
@@ -146,15 +146,34 @@ def blas_threads_for(n_chunks: int):
         yield
 
 
-def tree_merge(parts, split_every=DEFAULT_SPLIT_EVERY):
-    """Merge delayed statistics in a tree of fan-in ``split_every``."""
+def tree_merge(parts, split_every=DEFAULT_SPLIT_EVERY, merge=merge_stats):
+    """Merge delayed partial results in a tree of fan-in ``split_every``."""
     split_every = max(2, int(split_every))
     while len(parts) > 1:
         parts = [
-            dask.delayed(merge_stats, pure=True)(*parts[i : i + split_every])
+            dask.delayed(merge, pure=True)(*parts[i : i + split_every])
             for i in range(0, len(parts), split_every)
         ]
     return parts[0]
+
+
+def _chunk_tasks(data: RowData, make_task):
+    """``make_task(x_block, w_block, row_offset)`` for every chunk of the data."""
+    x_blocks = data.X.to_delayed().ravel()
+    if data.sample_weight is None:
+        w_blocks = [None] * len(x_blocks)
+    else:
+        w_blocks = data.sample_weight.to_delayed().ravel()
+    return [make_task(x, w, offset) for x, w, offset in zip(x_blocks, w_blocks, data.row_offsets)]
+
+
+def _check_finite(stats: SufficientStats):
+    if stats.n_nonfinite:
+        raise ValueError(
+            f"Input X contains NaN or infinity in {stats.n_nonfinite} of {stats.n_rows} "
+            f"rows (the first at row {stats.first_nonfinite}). GaussianMixture cannot "
+            "fit non-finite values: drop or impute those rows first."
+        )
 
 
 def pass_graph(
@@ -170,20 +189,14 @@ def pass_graph(
 
     Returns a ``Delayed`` of the merged :class:`SufficientStats`.
     """
-    x_blocks = data.X.to_delayed().ravel()
-    if data.sample_weight is None:
-        w_blocks = [None] * len(x_blocks)
-    else:
-        w_blocks = data.sample_weight.to_delayed().ravel()
     # One key for the assigner (it carries the parameters): sent once per worker.
     assigner_key = dask.delayed(assigner, pure=True)
-    parts = [
-        dask.delayed(chunk_statistics, pure=True)(
-            x_block, w_block, assigner_key, covariance_type, n_components, offset, block_rows,
-            track_worst,
-        )
-        for x_block, w_block, offset in zip(x_blocks, w_blocks, data.row_offsets)
-    ]
+    parts = _chunk_tasks(
+        data,
+        lambda x, w, offset: dask.delayed(chunk_statistics, pure=True)(
+            x, w, assigner_key, covariance_type, n_components, offset, block_rows, track_worst
+        ),
+    )
     return tree_merge(parts, split_every)
 
 
@@ -202,13 +215,30 @@ def statistics_pass(
     graph = pass_graph(data, assigner, covariance_type, n_components, split_every, track_worst=track_worst)
     with blas_threads_for(data.X.numblocks[0]):
         (stats,) = dask.compute(graph)
-    if stats.n_nonfinite:
-        raise ValueError(
-            f"Input X contains NaN or infinity in {stats.n_nonfinite} of {stats.n_rows} "
-            f"rows (the first at row {stats.first_nonfinite}). GaussianMixture cannot "
-            "fit non-finite values: drop or impute those rows first."
-        )
+    _check_finite(stats)
     return stats
+
+
+def statistics_pass_many(
+    data: RowData,
+    assigners: list,
+    covariance_types: list,
+    n_components: list,
+    split_every: int = DEFAULT_SPLIT_EVERY,
+) -> list:
+    """One read of every chunk for several models; their merged statistics, in order."""
+    models = dask.delayed(list(assigners), pure=True)
+    parts = _chunk_tasks(
+        data,
+        lambda x, w, offset: dask.delayed(chunk_statistics_many, pure=True)(
+            x, w, models, list(covariance_types), list(n_components), offset
+        ),
+    )
+    with blas_threads_for(data.X.numblocks[0]):
+        (stats_list,) = dask.compute(tree_merge(parts, split_every, merge_stats_lists))
+    for stats in stats_list:
+        _check_finite(stats)
+    return stats_list
 
 
 def run_em(

@@ -356,6 +356,18 @@ def chunk_statistics(
     return total
 
 
+def chunk_statistics_many(X, sample_weight, assigners, covariance_types, n_components, row_offset=0):
+    """Statistics of one chunk for several models at once: one read, one list of statistics.
+
+    ``assigners``, ``covariance_types`` and ``n_components`` are parallel lists,
+    one entry per model (model selection and restarts share the pass).
+    """
+    return [
+        chunk_statistics(X, sample_weight, assigner, covariance_type, k, row_offset)
+        for assigner, covariance_type, k in zip(assigners, covariance_types, n_components)
+    ]
+
+
 def worst_explained(block, log_norm, rows, weights, count):
     """The ``count`` rows of a block with the lowest log-likelihood (weighted rows only)."""
     candidates = np.arange(block.shape[0]) if weights is None else np.flatnonzero(weights > 0)

@@ -152,3 +152,8 @@ def _scatter_correction(covariance_type, coef, delta):
 def merge_stats(*parts: SufficientStats) -> SufficientStats:
     """Merge any number of partial statistics (one node of the reduction tree)."""
     return reduce(operator.add, parts)
+
+
+def merge_stats_lists(*parts: list) -> list:
+    """Merge per-model lists of statistics position by position (several models in one tree)."""
+    return [merge_stats(*column) for column in zip(*parts)]

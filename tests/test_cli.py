@@ -88,7 +88,17 @@ def test_errors_are_one_line_without_traceback(store, tmp_path):
     assert usage.returncode == 2 and "Invalid value" in usage.stderr
 
 
-@pytest.mark.parametrize("command", ["fit", "predict", "score", "info"])
+def test_select_keeps_the_best_model(store):
+    folder, X = store
+    result = run("select", folder / "x.zarr", "-k", "1:4", "--covariance-types", "full,diag",
+                 "--random-state", 0, "--out", folder / "best", "--table", folder / "table.csv")
+    assert "best by BIC: K=3, full" in result.stdout
+    assert "16 candidates" not in result.stdout and "8 candidates in" in result.stdout
+    assert daskgmm.load(folder / "best").n_components == 3
+    assert len((folder / "table.csv").read_text().splitlines()) == 1 + 8
+
+
+@pytest.mark.parametrize("command", ["fit", "predict", "score", "info", "select"])
 def test_every_command_has_help_with_examples(command):
     result = run(command, "--help")
     assert "Example" in result.stdout and f"daskgmm {command}" in result.stdout

@@ -1,0 +1,262 @@
+"""Choosing K (and the covariance type) with every candidate fitted in shared passes.
+
+The usual recipe fits GaussianMixture for K = 1..10 and each covariance type,
+one after another, and keeps the lowest BIC: on data read from storage that
+is one full read per iteration *per candidate*. :func:`select_model` runs all
+candidates together: every iteration reads each chunk once and updates the
+statistics of every candidate still running; converged candidates drop out.
+Initialisation shares passes too (one uniform sample for all k-means starts,
+one pass that assigns every row to every candidate's centres), and the
+final log-likelihoods for BIC/AIC come from one more shared pass.
+
+Sharing passes changes the cost, never the answer: each candidate follows the
+same iterations as an independent fit from its starting parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.utils import check_random_state
+
+from .data import RowData, as_dask_rows, as_sample_weight
+from .engine import DEFAULT_SPLIT_EVERY, FitResult, place_data, statistics_pass_many
+from .estimator import GaussianMixture
+from .init import DEFAULT_INIT_SAMPLE_SIZE, draw_sample, params_from_points
+from .kernels import GaussianAssigner, NearestCentreAssigner, RandomAssigner
+from .params import m_step
+
+CRITERIA = ("bic", "aic")
+
+
+@dataclass
+class Candidate:
+    """One model being fitted: its settings, start, progress and outcome."""
+
+    n_components: int
+    covariance_type: str
+    restart: int
+    initial_params: object = None
+    result: FitResult | None = None
+    error: str | None = None
+    log_likelihood: float = np.nan  # mean, under the final parameters
+    bic: float = np.nan
+    aic: float = np.nan
+
+    @property
+    def running(self) -> bool:
+        return self.error is None and not self.result.converged
+
+
+@dataclass
+class SelectionResult:
+    """The outcome of :func:`select_model`.
+
+    Attributes
+    ----------
+    candidates : list of Candidate
+    criterion : str
+    best_estimator_ : GaussianMixture
+        The candidate with the lowest criterion, as a fitted estimator.
+    passes : int
+        Reads of the data made in all (sample draw, initialisation, EM, scoring).
+    """
+
+    candidates: list
+    criterion: str
+    best_estimator_: GaussianMixture
+    passes: int
+    table: list = field(default_factory=list)
+
+    def to_frame(self):
+        """The table as a pandas DataFrame (needs pandas)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.table)
+
+    def plot(self, ax=None):
+        """BIC and AIC against K, one line per covariance type (needs matplotlib)."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7, 4))
+        for covariance_type in dict.fromkeys(row["covariance_type"] for row in self.table):
+            rows = [r for r in self.table if r["covariance_type"] == covariance_type and np.isfinite(r["bic"])]
+            best = {}
+            for r in rows:  # best restart per K
+                if r["n_components"] not in best or r[self.criterion] < best[r["n_components"]][self.criterion]:
+                    best[r["n_components"]] = r
+            ks = sorted(best)
+            ax.plot(ks, [best[k]["bic"] for k in ks], marker="o", label=f"{covariance_type} BIC")
+            ax.plot(ks, [best[k]["aic"] for k in ks], marker="x", linestyle="--", label=f"{covariance_type} AIC")
+        chosen = self.best_estimator_
+        ax.axvline(chosen.n_components, color="grey", linewidth=0.8)
+        ax.set_xlabel("number of components K")
+        ax.set_ylabel("criterion (lower is better)")
+        ax.set_title(f"chosen: K={chosen.n_components}, {chosen.covariance_type} ({self.criterion.upper()})")
+        ax.legend(fontsize=7)
+        return ax
+
+
+def _initial_params(candidates, data, init_params, reg_covar, random_state, sample_size, split_every):
+    """Starts for every candidate, sharing the sample and the assignment pass. Returns passes made."""
+    passes = 0
+    pending = []  # (candidate, assigner) needing a pass
+    if init_params == "random":
+        for c in candidates:
+            pending.append((c, RandomAssigner(int(random_state.randint(np.iinfo(np.int32).max)), c.n_components)))
+    else:
+        sample, weights = draw_sample(data, sample_size, random_state)
+        passes += 1
+        weight_sum = data.n_samples if data.sample_weight is None else float(data.sample_weight.sum().compute())
+        for c in candidates:
+            k = c.n_components
+            if init_params == "kmeans":
+                centres = KMeans(n_clusters=k, n_init=1, random_state=random_state).fit(
+                    sample, sample_weight=weights).cluster_centers_
+                pending.append((c, NearestCentreAssigner(centres)))
+                continue
+            if init_params == "k-means++":
+                _, index = kmeans_plusplus(sample, k, random_state=random_state, sample_weight=weights)
+            else:
+                p = None if weights is None else weights / weights.sum()
+                index = random_state.choice(sample.shape[0], size=k, replace=False, p=p)
+            c.initial_params = params_from_points(sample[index], c.covariance_type, reg_covar,
+                                                  weight_sum, data.dtype)
+    if pending:
+        stats = statistics_pass_many(
+            data, [a for _, a in pending], [c.covariance_type for c, _ in pending],
+            [c.n_components for c, _ in pending], split_every,
+        )
+        passes += 1
+        for (c, _), s in zip(pending, stats):
+            try:
+                c.initial_params = m_step(s, reg_covar, data.dtype, normalize_weights=False)
+            except ValueError as error:
+                c.error = str(error)
+    return passes
+
+
+def select_model(
+    X,
+    n_components=range(1, 11),
+    covariance_types=("full", "tied", "diag", "spherical"),
+    *,
+    criterion="bic",
+    n_init=1,
+    init_params="kmeans",
+    tol=1e-3,
+    reg_covar=1e-6,
+    max_iter=100,
+    random_state=None,
+    sample_weight=None,
+    init_sample_size=DEFAULT_INIT_SAMPLE_SIZE,
+    chunk_rows=None,
+    split_every=DEFAULT_SPLIT_EVERY,
+    persist="auto",
+) -> SelectionResult:
+    """Fit every (K, covariance type, restart) candidate in shared passes; keep the best.
+
+    Parameters
+    ----------
+    X : array-like, DataFrame, dask array or path (as for ``GaussianMixture.fit``)
+    n_components : iterable of int
+    covariance_types : iterable of {'full', 'tied', 'diag', 'spherical'}
+    criterion : {'bic', 'aic'}
+        How ``best_estimator_`` is chosen (lower is better).
+    n_init : int
+        Restarts per (K, covariance type); each restart is a candidate of its own.
+    init_params, tol, reg_covar, max_iter, random_state, init_sample_size, chunk_rows,
+    split_every, persist
+        As for :class:`daskgmm.GaussianMixture`.
+    sample_weight : array-like or dask array, optional
+
+    Returns
+    -------
+    SelectionResult
+        ``table`` (one row per candidate: K, covariance type, restart, BIC,
+        AIC, mean log-likelihood, lower bound, n_iter, converged, error),
+        ``to_frame()``, ``best_estimator_``, ``plot()`` and ``passes``.
+    """
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+    ks = sorted(set(int(k) for k in n_components))
+    types = list(dict.fromkeys(covariance_types))
+    template = GaussianMixture(max(ks), init_params=init_params, tol=tol, reg_covar=reg_covar,
+                               max_iter=max_iter, n_init=n_init, chunk_rows=chunk_rows,
+                               split_every=split_every, init_sample_size=init_sample_size)
+    for covariance_type in types:
+        template.set_params(covariance_type=covariance_type)._validate_params()
+    if min(ks) < 1:
+        raise ValueError(f"n_components must be >= 1, got {min(ks)}")
+    X_rows, in_memory = as_dask_rows(X, chunk_rows=chunk_rows, ensure_min_samples=2)
+    if X_rows.shape[0] < max(ks):
+        raise ValueError(f"Expected n_samples >= n_components but got n_components = {max(ks)}, "
+                         f"n_samples = {X_rows.shape[0]}")
+    data = place_data(RowData(X_rows, as_sample_weight(sample_weight, X_rows), in_memory), persist)
+    rng = check_random_state(random_state)
+    candidates = [Candidate(k, t, r) for t in types for k in ks for r in range(n_init)]
+    passes = _initial_params(candidates, data, init_params, reg_covar, rng, init_sample_size, split_every)
+    for c in candidates:
+        if c.error is None:
+            c.result = FitResult(c.initial_params, -np.inf)
+
+    for _ in range(max_iter):
+        running = [c for c in candidates if c.error is None and c.running and c.result.n_iter < max_iter]
+        if not running:
+            break
+        stats = statistics_pass_many(
+            data, [GaussianAssigner(c.result.params) for c in running],
+            [c.covariance_type for c in running], [c.n_components for c in running], split_every,
+        )
+        passes += 1
+        for c, s in zip(running, stats):
+            lower_bound = s.log_likelihood / s.weight_sum
+            try:
+                params = m_step(s, reg_covar, data.dtype)
+            except ValueError as error:
+                c.error = str(error)
+                continue
+            change = lower_bound - c.result.lower_bound
+            c.result = FitResult(params, lower_bound, c.result.lower_bounds + [lower_bound],
+                                 c.result.n_iter + 1, abs(change) < tol)
+
+    fitted = [c for c in candidates if c.error is None]
+    scores = statistics_pass_many(
+        data, [GaussianAssigner(c.result.params) for c in fitted],
+        [c.covariance_type for c in fitted], [c.n_components for c in fitted], split_every,
+    )
+    passes += 1
+    n_samples = data.n_samples
+    for c, s in zip(fitted, scores):
+        c.log_likelihood = s.log_likelihood / s.weight_sum
+        parameters = _n_parameters(c.n_components, data.n_features, c.covariance_type)
+        c.bic = -2 * c.log_likelihood * n_samples + parameters * np.log(n_samples)
+        c.aic = -2 * c.log_likelihood * n_samples + 2 * parameters
+    if not fitted:
+        raise ValueError("every candidate failed: " + "; ".join(sorted({c.error for c in candidates})))
+    best = min(fitted, key=lambda c: getattr(c, criterion))
+    estimator = GaussianMixture(best.n_components, covariance_type=best.covariance_type,
+                                init_params=init_params, tol=tol, reg_covar=reg_covar, max_iter=max_iter,
+                                random_state=random_state, chunk_rows=chunk_rows, split_every=split_every,
+                                init_sample_size=init_sample_size, persist=persist)
+    estimator._store(best.result, data.dtype)
+    estimator.n_features_in_ = data.n_features
+    table = [
+        dict(n_components=c.n_components, covariance_type=c.covariance_type, restart=c.restart,
+             bic=c.bic, aic=c.aic, log_likelihood=c.log_likelihood,
+             lower_bound=c.result.lower_bound if c.result else np.nan,
+             n_iter=c.result.n_iter if c.result else 0,
+             converged=bool(c.result.converged) if c.result else False, error=c.error)
+        for c in candidates
+    ]
+    return SelectionResult(candidates, criterion, estimator, passes, table)
+
+
+def _n_parameters(n_components, n_features, covariance_type):
+    """Free parameters, as scikit-learn counts them."""
+    cov = {"full": n_components * n_features * (n_features + 1) / 2, "diag": n_components * n_features,
+           "tied": n_features * (n_features + 1) / 2, "spherical": n_components}[covariance_type]
+    return int(cov + n_features * n_components + n_components - 1)

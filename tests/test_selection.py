@@ -1,0 +1,86 @@
+"""select_model: every candidate in shared passes, each equal to an independent fit."""
+
+import warnings
+
+import dask.array as da
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+from daskgmm import GaussianMixture, select_model
+
+from conftest import make_data
+
+
+@pytest.fixture(scope="module")
+def stretched():
+    """Four clusters under a random linear stretch (the scikit-learn BIC example's data)."""
+    rng = np.random.default_rng(3)
+    X = make_data(n_samples=4000, n_features=2, n_components=4, seed=12)
+    return X @ rng.normal(size=(2, 2))
+
+
+def reads_counter(X, chunks):
+    reads = []
+
+    def record(block, block_info=None):
+        reads.append(block_info[0]["chunk-location"][0])
+        return block
+
+    return da.from_array(X, chunks=(chunks, X.shape[1])).map_blocks(record, dtype=X.dtype), reads
+
+
+def test_candidates_equal_independent_fits_and_share_passes(stretched):
+    dx, reads = reads_counter(stretched, 1000)
+    result = select_model(dx, n_components=range(1, 7), covariance_types=("full", "diag"), n_init=2,
+                          random_state=0, tol=1e-4, max_iter=200, persist=False)
+    assert len(result.candidates) == 6 * 2 * 2
+    longest = max(c.result.n_iter for c in result.candidates)
+    # every chunk read once per pass: sample + init assignment + longest run + scoring, not per candidate
+    assert np.bincount(reads).tolist() == [result.passes] * 4
+    assert result.passes <= longest + 3
+    for c in result.candidates:
+        start = c.initial_params
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            alone = GaussianMixture(
+                c.n_components, covariance_type=c.covariance_type, tol=1e-4, max_iter=200,
+                weights_init=start.weights / start.weights.sum(), means_init=start.means,
+                precisions_init=start.precisions(),
+            ).fit(stretched)
+        assert alone.n_iter_ == c.result.n_iter and alone.converged_ == c.result.converged
+        np.testing.assert_allclose(c.result.params.means, alone.means_, rtol=1e-7, atol=1e-8)
+        np.testing.assert_allclose(c.result.params.covariances, alone.covariances_, rtol=1e-7, atol=1e-8)
+        np.testing.assert_allclose(c.bic, alone.bic(stretched), rtol=1e-9)
+        np.testing.assert_allclose(c.aic, alone.aic(stretched), rtol=1e-9)
+
+
+def test_bic_picks_the_four_stretched_clusters(stretched):
+    result = select_model(stretched, n_components=range(1, 9), random_state=0, n_init=2)
+    best = result.best_estimator_
+    assert (best.n_components, best.covariance_type) == (4, "full")
+    assert best.bic(stretched) == pytest.approx(min(r["bic"] for r in result.table), rel=1e-9)
+    np.testing.assert_array_equal(best.predict(stretched).shape, (4000,))
+    frame = result.to_frame()
+    assert list(frame.columns[:5]) == ["n_components", "covariance_type", "restart", "bic", "aic"]
+    assert len(frame) == 8 * 4 * 2
+
+
+def test_plot_draws_both_criteria(stretched, tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    result = select_model(stretched, n_components=range(1, 5), covariance_types=("full", "spherical"),
+                          random_state=0)
+    ax = result.plot()
+    ax.figure.savefig(tmp_path / "bic.png")
+    assert (tmp_path / "bic.png").stat().st_size > 1000
+    assert len(ax.lines) == 2 * 2 + 1
+
+
+def test_bad_arguments_are_refused(stretched):
+    with pytest.raises(ValueError, match="criterion must be one of"):
+        select_model(stretched, criterion="likelihood")
+    with pytest.raises(ValueError, match="covariance_type"):
+        select_model(stretched, covariance_types=("full", "banana"))
+    with pytest.raises(ValueError, match="n_samples >= n_components"):
+        select_model(stretched[:5], n_components=range(1, 8))
