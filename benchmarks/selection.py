@@ -20,7 +20,6 @@ import time
 import warnings
 from pathlib import Path
 
-import dask.array as da
 import numpy as np
 import zarr
 

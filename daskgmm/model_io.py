@@ -169,7 +169,7 @@ class CheckpointFile:
         self.fingerprint = json.loads(json.dumps(fingerprint, default=_json_default))
 
     def load(self):
-        from .engine import EMState, FitResult
+        from .engine import EMState
 
         if not self.path.exists():
             return None

@@ -44,6 +44,19 @@ def starting_point(X, n_components, covariance_type, seed=0):
     )
 
 
+def counting_reads(X, chunk_rows):
+    """A Dask array over X, and the list of chunk indices its reads append to."""
+    import dask.array as da
+
+    reads = []
+
+    def record(block, block_info=None):
+        reads.append(block_info[0]["chunk-location"][0])
+        return block
+
+    return da.from_array(X, chunks=(chunk_rows, X.shape[1])).map_blocks(record, dtype=X.dtype), reads
+
+
 def fit_quietly(estimator, *args, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -1,7 +1,6 @@
 """Checkpoints: an interrupted fit resumes and ends exactly as an uninterrupted one."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -7,7 +7,6 @@ import time
 import warnings
 
 import dask
-import dask.array as da
 import numpy as np
 import pytest
 import zarr

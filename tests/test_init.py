@@ -10,7 +10,7 @@ from daskgmm.data import RowData
 from daskgmm.datasets import make_mixture, random_mixture
 from daskgmm.init import draw_sample
 
-from conftest import fit_quietly
+from conftest import counting_reads, fit_quietly
 
 K, D = 5, 4
 N = 60_000
@@ -24,21 +24,10 @@ def mixture():
     return X, weights, means
 
 
-def counting(X, chunk_rows):
-    """A Dask array over X that records which chunk every read touches."""
-    reads = []
-
-    def record(block, block_info=None):
-        reads.append(block_info[0]["chunk-location"][0])
-        return block
-
-    return da.from_array(X, chunks=(chunk_rows, X.shape[1])).map_blocks(record, dtype=X.dtype), reads
-
-
 @pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random", "random_from_data"])
 def test_every_init_on_data_far_larger_than_its_sample(mixture, init_params):
     X, weights, means = mixture
-    dx, reads = counting(X, 6000)
+    dx, reads = counting_reads(X, 6000)
     start = GaussianMixture(
         K, init_params=init_params, init_sample_size=SAMPLE, max_iter=0, random_state=0, persist=False
     ).fit(dx)

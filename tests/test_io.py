@@ -1,6 +1,5 @@
 """Every source format, opened for real from files on disk, and the persist policy."""
 
-import dask
 import dask.array as da
 import h5py
 import numpy as np
@@ -15,7 +14,7 @@ from daskgmm.engine import pass_graph
 from daskgmm.io import SourceError
 from daskgmm.kernels import GaussianAssigner
 
-from conftest import FITTED_ARRAYS, fit_quietly, make_data, relative_deviation, starting_point
+from conftest import FITTED_ARRAYS, counting_reads, fit_quietly, make_data, relative_deviation, starting_point
 
 K = 3
 
@@ -148,19 +147,9 @@ def test_predictions_stream_to_zarr(tmp_path, data, reference):
     np.testing.assert_allclose(zarr.open_array(tmp_path / "proba.zarr")[:], reference.predict_proba(data))
 
 
-def counted_array(X, chunk_rows):
-    reads = []
-
-    def record(block, block_info=None):
-        reads.append(block_info[0]["chunk-location"][0])
-        return block
-
-    return da.from_array(X, chunks=(chunk_rows, X.shape[1])).map_blocks(record, dtype=X.dtype), reads
-
-
 @pytest.mark.parametrize("persist, reads_per_chunk", [(True, 1), ("auto", 1), (False, 5)])
 def test_persist_policy(data, persist, reads_per_chunk):
-    dx, reads = counted_array(data, 1000)
+    dx, reads = counting_reads(data, 1000)
     start = starting_point(data, K, "diag")
     gmm = fit_quietly(GaussianMixture(K, covariance_type="diag", max_iter=5, tol=0, persist=persist, **start), dx)
     assert gmm.n_iter_ == 5
@@ -171,7 +160,7 @@ def test_auto_does_not_persist_what_does_not_fit(data, monkeypatch):
     import daskgmm.engine
 
     monkeypatch.setattr(daskgmm.engine, "memory_budget", lambda client, chunk_bytes: 1000.0)
-    dx, reads = counted_array(data, 1000)
+    dx, reads = counting_reads(data, 1000)
     fit_quietly(GaussianMixture(K, covariance_type="diag", max_iter=3, tol=0, **starting_point(data, K, "diag")), dx)
     assert np.bincount(reads).tolist() == [3] * dx.numblocks[0]
 

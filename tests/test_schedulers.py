@@ -8,7 +8,7 @@ from distributed import Client, LocalCluster
 
 from daskgmm import GaussianMixture
 
-from conftest import COVARIANCE_TYPES, FITTED_ARRAYS, fit_quietly, relative_deviation, starting_point
+from conftest import COVARIANCE_TYPES, FITTED_ARRAYS, counting_reads, fit_quietly, relative_deviation, starting_point
 
 K = 4
 UNEVEN_CHUNKS = (1, 199, 7, 600, 333, 860)  # sums to 2000
@@ -84,13 +84,7 @@ def test_unknown_chunk_sizes_are_resolved(X):
 
 def test_each_iteration_reads_every_chunk_exactly_once(X):
     """Count chunk reads: one per chunk per pass (EM iterations + the init pass)."""
-    reads = []
-
-    def counted(block, block_info=None):
-        reads.append(block_info[0]["chunk-location"][0])
-        return block
-
-    dx = da.from_array(X, chunks=(250, 3)).map_blocks(counted, dtype=X.dtype)
+    dx, reads = counting_reads(X, 250)
     start = starting_point(X, K, "full")
     gmm = fit_quietly(GaussianMixture(K, tol=1e-6, max_iter=7, persist=False, **start), dx)
     n_chunks = dx.numblocks[0]

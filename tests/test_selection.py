@@ -2,14 +2,13 @@
 
 import warnings
 
-import dask.array as da
 import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 from daskgmm import GaussianMixture, select_model
 
-from conftest import make_data
+from conftest import counting_reads, make_data
 
 
 @pytest.fixture(scope="module")
@@ -20,18 +19,8 @@ def stretched():
     return X @ rng.normal(size=(2, 2))
 
 
-def reads_counter(X, chunks):
-    reads = []
-
-    def record(block, block_info=None):
-        reads.append(block_info[0]["chunk-location"][0])
-        return block
-
-    return da.from_array(X, chunks=(chunks, X.shape[1])).map_blocks(record, dtype=X.dtype), reads
-
-
 def test_candidates_equal_independent_fits_and_share_passes(stretched):
-    dx, reads = reads_counter(stretched, 1000)
+    dx, reads = counting_reads(stretched, 1000)
     result = select_model(dx, n_components=range(1, 7), covariance_types=("full", "diag"), n_init=2,
                           random_state=0, tol=1e-4, max_iter=200, persist=False)
     assert len(result.candidates) == 6 * 2 * 2
