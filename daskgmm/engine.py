@@ -297,6 +297,40 @@ def run_em(
     return FitResult(params, lower_bound, lower_bounds, n_iter, converged)
 
 
+def run_em_together(
+    data: RowData,
+    starts: list,
+    *,
+    tol: float,
+    max_iter: int,
+    reg_covar: float,
+    split_every: int = DEFAULT_SPLIT_EVERY,
+) -> list:
+    """EM for several starts at once: each pass reads the data once for all runs still going.
+
+    Every run follows exactly the iterations :func:`run_em` would give it
+    alone (same statistics, same merge tree), so the results are identical;
+    converged runs drop out of later passes.
+    """
+    runs = [FitResult(params, -np.inf) for params in starts]
+    for _ in range(max_iter):
+        active = [i for i, run in enumerate(runs) if not run.converged and run.n_iter < max_iter]
+        if not active:
+            break
+        covariance_type = runs[active[0]].params.covariance_type
+        stats_list = statistics_pass_many(
+            data, [GaussianAssigner(runs[i].params) for i in active], [covariance_type] * len(active),
+            [runs[i].params.n_components for i in active], split_every,
+        )
+        for i, stats in zip(active, stats_list):
+            run = runs[i]
+            lower_bound = stats.log_likelihood / stats.weight_sum
+            params = m_step(stats, reg_covar, data.dtype)
+            runs[i] = FitResult(params, lower_bound, run.lower_bounds + [lower_bound], run.n_iter + 1,
+                                abs(lower_bound - run.lower_bound) < tol)
+    return runs
+
+
 @dataclass
 class EMState:
     """Everything needed to resume a fit after any iteration (what a checkpoint holds)."""
@@ -322,6 +356,7 @@ def fit_mixture(
     random_state: np.random.RandomState | None = None,
     checkpoint=None,
     reseed: bool = False,
+    together: bool = False,
 ) -> FitResult:
     """Run ``n_init`` EM fits and keep the one with the highest final lower bound.
 
@@ -343,9 +378,25 @@ def fit_mixture(
         holds a state resumes from it and ends as if never interrupted.
     reseed : bool
         Re-seed collapsed components instead of failing (see :func:`run_em`).
+    together : bool
+        Run the ``n_init`` restarts together, one read of the data per
+        iteration for all (:func:`run_em_together`); same results. Used when
+        no per-iteration reporting, checkpoint or re-seeding is asked for.
     """
     reporter = reporter or SilentReporter()
     data = place_data(data, persist)
+    if together and n_init > 1 and max_iter > 0 and warm_start is None and checkpoint is None and not reseed:
+        # Starts are drawn in the same order as one after another (EM draws no random
+        # numbers), so the restarts and the winner are the same as sequentially.
+        runs = run_em_together(
+            data, [initialise(data) for _ in range(n_init)], tol=tol, max_iter=max_iter,
+            reg_covar=reg_covar, split_every=split_every,
+        )
+        best = None
+        for result in runs:
+            if best is None or result.lower_bound > best.lower_bound or best.lower_bound == -np.inf:
+                best = result
+        return best
     resume = checkpoint.load() if checkpoint is not None else None
     best = resume.best if resume else None
     for init_index in range(resume.init_index if resume else 0, 1 if warm_start else n_init):

@@ -285,6 +285,8 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
             random_state=random_state,
             checkpoint=self._checkpoint_file(data, warm_start),
             reseed=self.reseed_collapsed,
+            # restarts advance together unless someone watches them one by one
+            together=not self.verbose and progress is None,
         )
         if not result.converged and self.max_iter > 0:
             warnings.warn(

@@ -73,3 +73,29 @@ def test_bad_arguments_are_refused(stretched):
         select_model(stretched, covariance_types=("full", "banana"))
     with pytest.raises(ValueError, match="n_samples >= n_components"):
         select_model(stretched[:5], n_components=range(1, 8))
+
+
+def test_n_init_restarts_advance_together_with_the_same_result(stretched):
+    """n_init restarts share every pass, and end exactly as one-after-another restarts."""
+    dx, reads = counting_reads(stretched, 1000)
+    settings = dict(n_init=5, init_params="random_from_data", random_state=4, tol=1e-5, persist=False)
+    together = GaussianMixture(4, **settings).fit(dx)
+    passes_together = len(reads) // 4
+    reads.clear()
+
+    class Watcher:  # a progress reporter makes the restarts run one by one
+        def init_begin(self, i):
+            pass
+
+        def iteration_end(self, n_iter, change, lower_bound):
+            pass
+
+        def init_end(self, lower_bound, converged):
+            pass
+
+    sequential = GaussianMixture(4, **settings).fit(dx, progress=Watcher())
+    passes_sequential = len(reads) // 4
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_array_equal(getattr(together, name), getattr(sequential, name))
+    assert together.lower_bounds_ == sequential.lower_bounds_ and together.n_iter_ == sequential.n_iter_
+    assert passes_together < passes_sequential / 2
