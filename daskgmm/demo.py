@@ -1,21 +1,25 @@
-"""The main job on the embedded default: ``make demo`` / ``python -m daskgmm.demo``.
+"""The main job on the embedded default: ``make demo`` / ``daskgmm demo``.
 
-Starts a local Dask cluster bound to 127.0.0.1 (nothing to install, nothing
-reachable from outside), generates a synthetic mixture on the workers, fits it
-with daskgmm and prints the fitted model, how close it is to the truth, and
-the timings.
+Generates once (cached under ``data/``) a synthetic mixture as a Zarr array
+larger than the demo cluster's total memory limit, starts a local Dask cluster
+bound to 127.0.0.1 (nothing to install, nothing reachable from outside), fits
+it with the data re-read from disk every iteration, and prints the fitted
+model against the truth with timings; writes plots of the convergence and of
+the components (when matplotlib is installed).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from .datasets import make_mixture, random_mixture
 from .estimator import GaussianMixture
+from .io import open_array
 
 
 def _match_components(true_means, fitted_means):
@@ -25,41 +29,85 @@ def _match_components(true_means, fitted_means):
     return order
 
 
+def _dataset(path, n, weights, means, covariances):
+    """The demo's Zarr array, written on first use."""
+    if not (path / ".complete").exists():
+        import zarr
+
+        started = time.perf_counter()
+        rows = 1_000_000
+        X = make_mixture(n, weights, means, covariances, chunk_rows=rows, random_state=1)
+        store = zarr.create_array(path, shape=X.shape, chunks=(rows, X.shape[1]), dtype="f8",
+                                  compressors=None, overwrite=True)
+        X.store(store, lock=False)
+        (path / ".complete").write_text("ok")
+        print(f"wrote {X.nbytes / 2**20:,.0f} MiB to {path} in {time.perf_counter() - started:.1f} s (once)")
+
+
+def _plots(gmm, X, folder):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("plots skipped: matplotlib is not installed (pip install 'daskgmm[plot]')")
+        return
+    from .plot import plot_components, plot_convergence
+
+    for name, draw in (("convergence", plot_convergence), ("components", None)):
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        if draw is None:
+            plot_components(gmm, X, ax=ax)
+        else:
+            draw(gmm, ax=ax)
+        fig.tight_layout()
+        fig.savefig(folder / f"demo_{name}.png", dpi=100)
+        plt.close(fig)
+        print(f"plot: {folder / f'demo_{name}.png'}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-samples", type=int, default=2_000_000)
+    parser.add_argument("--n-samples", type=int, default=24_000_000)
     parser.add_argument("--n-features", type=int, default=8)
     parser.add_argument("--n-components", type=int, default=6)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--worker-memory", default="600MiB")
+    parser.add_argument("--data-dir", default="data")
     args = parser.parse_args(argv)
 
+    from dask.utils import parse_bytes
     from distributed import Client, LocalCluster
 
     n, d, k = args.n_samples, args.n_features, args.n_components
-    weights, means, covariances = random_mixture(k, d, random_state=1)
+    folder = Path(args.data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights, means, covariances = random_mixture(k, d, separation=3.0, random_state=1)
     print(f"daskgmm demo: {n:,} rows x {d} features drawn from a {k}-component mixture")
+    _dataset(folder / f"demo_{n}x{d}.zarr", n, weights, means, covariances)
     with LocalCluster(
         n_workers=args.workers,
         threads_per_worker=1,
         host="127.0.0.1",
         dashboard_address="127.0.0.1:0",
-        memory_limit="3GiB",
+        memory_limit=args.worker_memory,
     ) as cluster, Client(cluster) as client:
+        client.wait_for_workers(args.workers)
+        X = open_array(folder / f"demo_{n}x{d}.zarr")
+        total = args.workers * parse_bytes(args.worker_memory)
         print(f"local cluster: {args.workers} workers on {cluster.scheduler_address}, "
               f"dashboard {client.dashboard_link}")
-        started = time.perf_counter()
-        X = make_mixture(n, weights, means, covariances, chunk_rows=250_000).persist()
-        client.wait_for_workers(args.workers)
-        X.sum().compute()
-        print(f"generated {X.nbytes / 2**20:,.0f} MiB in {X.numblocks[0]} chunks "
-              f"in {time.perf_counter() - started:.1f} s")
+        print(f"data {X.nbytes / 2**20:,.0f} MiB in {X.numblocks[0]} chunks; cluster memory limit "
+              f"{total / 2**20:,.0f} MiB ({X.nbytes / total:.1f}x); re-read from disk every iteration")
 
         gmm = GaussianMixture(n_components=k, covariance_type="full", random_state=0, verbose=2,
-                              verbose_interval=5)
+                              verbose_interval=1)
         started = time.perf_counter()
         gmm.fit(X)
         fit_seconds = time.perf_counter() - started
         bic = gmm.bic(X)
+        _plots(gmm, X, folder)
 
     order = _match_components(means, gmm.means_)
     print()

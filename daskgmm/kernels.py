@@ -389,28 +389,30 @@ def _zeros_like_stats(stats):
     )
 
 
-def chunk_weighted_log_prob(X, params: GaussianParams, block_rows=None):
-    """``log w_k + log N(x | k)`` for every row of a chunk, in the chunk's dtype."""
+def _blockwise(X, params: GaussianParams, per_block, out):
+    """Apply ``per_block(weighted_log_prob)`` block by block into ``out`` (no n x K temporaries)."""
     X = np.asarray(X)
-    block_rows = block_rows or default_block_rows(params.n_components, X.shape[1], X.dtype.itemsize)
+    block_rows = default_block_rows(params.n_components, X.shape[1], X.dtype.itemsize)
     workspace = Workspace()
-    out = np.empty((X.shape[0], params.n_components), dtype=X.dtype)
     for start in range(0, X.shape[0], block_rows):
         Xc, shift = centre_block(X[start : start + block_rows], workspace)
-        out[start : start + Xc.shape[0]] = weighted_log_prob(Xc, params.means - shift, params, workspace)
+        log_prob = weighted_log_prob(Xc, params.means - shift, params, workspace)
+        out[start : start + Xc.shape[0]] = per_block(log_prob, workspace)
     return out
 
 
 def chunk_predict(X, params: GaussianParams):
     """Most probable component of every row."""
-    return np.argmax(chunk_weighted_log_prob(X, params), axis=1)
+    return _blockwise(X, params, lambda lp, ws: np.argmax(lp, axis=1), np.empty(len(X), dtype=np.int64))
 
 
 def chunk_predict_proba(X, params: GaussianParams):
     """Posterior probability of every component for every row."""
-    return normalize_log_prob(chunk_weighted_log_prob(X, params))[0]
+    out = np.empty((len(X), params.n_components), dtype=np.asarray(X).dtype)
+    return _blockwise(X, params, lambda lp, ws: normalize_log_prob(lp, ws)[0], out)
 
 
 def chunk_score_samples(X, params: GaussianParams):
     """``log p(x)`` of every row."""
-    return normalize_log_prob(chunk_weighted_log_prob(X, params))[1]
+    out = np.empty(len(X), dtype=np.asarray(X).dtype)
+    return _blockwise(X, params, lambda lp, ws: normalize_log_prob(lp, ws)[1], out)

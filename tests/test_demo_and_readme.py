@@ -19,9 +19,10 @@ def test_readme_opens_with_the_two_commands():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
-def test_demo_fits_on_a_local_cluster():
+def test_demo_fits_on_a_local_cluster(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "daskgmm.demo", "--n-samples", "200000", "--n-components", "4"],
+        [sys.executable, "-m", "daskgmm.demo", "--n-samples", "200000", "--n-components", "4",
+         "--data-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=300, cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
@@ -33,6 +34,9 @@ def test_demo_fits_on_a_local_cluster():
     rows = [line.split() for line in out.splitlines() if line[:9].strip().isdigit()]
     assert len(rows) == 4
     assert all(float(row[3]) < 0.1 for row in rows)
+    assert "re-read from disk every iteration" in out
+    for name in ("convergence", "components"):
+        assert (tmp_path / f"demo_{name}.png").stat().st_size > 5000
 
 
 @pytest.mark.slow
@@ -43,7 +47,7 @@ def test_make_demo_from_a_fresh_clone(tmp_path):
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH"))}
     result = subprocess.run(
-        ["make", "demo", "DEMO_ARGS=--n-samples 100000 --n-components 3"],
+        ["make", "demo", f"DEMO_ARGS=--n-samples 100000 --n-components 3 --data-dir {tmp_path}"],
         cwd=clone, capture_output=True, text=True, timeout=900, env=env,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

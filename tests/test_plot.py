@@ -1,0 +1,26 @@
+"""The plots render (and are checked by eye in the issue notes)."""
+
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+
+from daskgmm import GaussianMixture  # noqa: E402
+from daskgmm.plot import plot_components, plot_convergence  # noqa: E402
+
+from conftest import fit_quietly, make_data  # noqa: E402
+
+
+@pytest.mark.parametrize("n_features, covariance_type", [(2, "full"), (2, "spherical"), (5, "diag"), (3, "tied")])
+def test_components_and_convergence_render(tmp_path, n_features, covariance_type):
+    X = make_data(n_samples=3000, n_features=n_features, n_components=3, seed=1)
+    gmm = fit_quietly(GaussianMixture(3, covariance_type=covariance_type, random_state=0), X)
+    ax = plot_components(gmm, X, max_points=1000)
+    assert len(ax.patches) == 2 * 3  # 1- and 2-sigma ellipses per component
+    assert ("principal axes" in ax.get_title()) == (n_features > 2)
+    ax.figure.savefig(tmp_path / "components.png")
+    ax = plot_convergence(gmm)
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), gmm.lower_bounds_)
+    ax.figure.savefig(tmp_path / "convergence.png")
+    assert (tmp_path / "components.png").stat().st_size > 5000
