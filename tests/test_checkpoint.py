@@ -109,3 +109,42 @@ def test_checkpoint_from_other_data_or_settings_is_refused(X, tmp_path):
         GaussianMixture(**dict(SETTINGS, covariance_type="diag"), checkpoint=path).fit(X)
     with pytest.raises(ValueError, match="dtype"):
         GaussianMixture(**SETTINGS, checkpoint=path).fit(X.astype(np.float32))
+
+
+def test_lost_scheduler_then_resume(X, uninterrupted, tmp_path):
+    """The scheduler goes away mid-fit; the same call, elsewhere, resumes to the same result."""
+    import threading
+
+    from distributed import Client, LocalCluster
+
+    path = tmp_path / "ck"
+    cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None)
+    client = Client(cluster)
+
+    def slow(block):
+        time.sleep(0.02)
+        return block
+
+    def lose_scheduler():
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            model = path / "model.json"
+            if model.exists() and json.loads(model.read_text())["run"]["n_iter"] >= 2:
+                break
+            time.sleep(0.02)
+        client.loop.add_callback(cluster.scheduler.close)  # the scheduler stops mid-pass
+
+    threading.Thread(target=lose_scheduler, daemon=True).start()
+    try:
+        with pytest.raises(Exception):
+            fit_quietly(GaussianMixture(**SETTINGS, checkpoint=path),
+                        da.from_array(X, chunks=500).map_blocks(slow, dtype=X.dtype))
+    finally:
+        for closing in (client.close, cluster.close):
+            try:  # closing what has already lost its scheduler may time out: that is the point
+                closing(timeout=5)
+            except (TimeoutError, OSError):
+                pass
+    assert json.loads((path / "model.json").read_text())["run"]["n_iter"] >= 2
+    resumed = fit_quietly(GaussianMixture(**SETTINGS, checkpoint=path), da.from_array(X, chunks=500))
+    assert_identical(resumed, uninterrupted)

@@ -82,6 +82,15 @@ def test_too_few_samples(X):
             GaussianMixture(1).fit(tiny)
 
 
+def test_empty_data_is_refused():
+    for empty in (np.empty((0, 3)), da.from_array(np.empty((0, 3)))):
+        with pytest.raises(ValueError, match="Found array with 0 sample\\(s\\)"):
+            GaussianMixture(1).fit(empty)
+    for no_features in (np.empty((10, 0)), da.from_array(np.empty((10, 0)))):
+        with pytest.raises(ValueError, match="0 feature\\(s\\)"):
+            GaussianMixture(1).fit(no_features)
+
+
 @pytest.mark.parametrize("bad", [np.zeros(10), np.zeros((4, 3, 2))])
 def test_wrong_dimensionality_is_refused(bad):
     for data in (bad, da.from_array(bad)):
