@@ -38,6 +38,17 @@ def assert_identical(a, b):
         (b.n_iter_, b.converged_, b.lower_bound_, b.lower_bounds_)
 
 
+def wait_for_iteration(path, n_iter, timeout=120):
+    """Wait until the checkpoint at ``path`` records ``n_iter`` iterations; False on time-out."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        model = path / "model.json"
+        if model.exists() and json.loads(model.read_text())["run"]["n_iter"] >= n_iter:
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def interrupting(X, after_reads):
     """X as a Dask array whose reads raise KeyboardInterrupt after ``after_reads`` chunk reads."""
     count = [0]
@@ -83,13 +94,7 @@ def test_sigterm_then_resume(X, uninterrupted, tmp_path):
         GaussianMixture(**{SETTINGS!r}, checkpoint={str(path)!r}).fit(dx)
     """)
     process = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        model = path / "model.json"
-        if model.exists() and json.loads(model.read_text())["run"]["n_iter"] >= 3:
-            break
-        time.sleep(0.05)
-    else:
+    if not wait_for_iteration(path, 3):
         process.kill()
         pytest.fail("the fit never reached its third iteration")
     process.send_signal(signal.SIGTERM)
@@ -126,12 +131,7 @@ def test_lost_scheduler_then_resume(X, uninterrupted, tmp_path):
         return block
 
     def lose_scheduler():
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            model = path / "model.json"
-            if model.exists() and json.loads(model.read_text())["run"]["n_iter"] >= 2:
-                break
-            time.sleep(0.02)
+        wait_for_iteration(path, 2)
         client.loop.add_callback(cluster.scheduler.close)  # the scheduler stops mid-pass
 
     threading.Thread(target=lose_scheduler, daemon=True).start()
