@@ -81,6 +81,35 @@ def params_from_points(points, covariance_type, reg_covar, weight_sum, dtype):
     return m_step(stats, reg_covar, dtype, normalize_weights=False)
 
 
+def start_for(init_params, n_components, covariance_type, reg_covar, data: RowData,
+              random_state, sample=None, weights=None):
+    """One candidate's start: ``GaussianParams`` directly, or an assigner whose pass yields it.
+
+    'random' needs no sample; the other methods look at the ``(sample,
+    weights)`` drawn by :func:`draw_sample`. Shared by single fits and by
+    model selection, which draws one sample and runs one pass for many starts.
+    """
+    if init_params == "random":
+        return RandomAssigner(int(random_state.randint(np.iinfo(np.int32).max)), n_components)
+    if init_params == "kmeans":
+        kmeans = KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
+        return NearestCentreAssigner(kmeans.fit(sample, sample_weight=weights).cluster_centers_)
+    if init_params == "random_from_data":
+        probabilities = None if weights is None else weights / weights.sum()
+        if probabilities is not None and np.count_nonzero(probabilities) < n_components:
+            raise ValueError(
+                "init_params='random_from_data' needs at least n_components rows with a "
+                "positive sample_weight in the initialisation sample."
+            )
+        index = random_state.choice(sample.shape[0], size=n_components, replace=False, p=probabilities)
+    elif init_params == "k-means++":
+        _, index = kmeans_plusplus(sample, n_components, random_state=random_state, sample_weight=weights)
+    else:
+        raise ValueError(f"Unknown init_params {init_params!r}")
+    weight_sum = data.n_samples if data.sample_weight is None else float(data.sample_weight.sum().compute())
+    return params_from_points(sample[index], covariance_type, reg_covar, weight_sum, data.dtype)
+
+
 def params_from_responsibilities(
     data: RowData,
     *,
@@ -93,39 +122,15 @@ def params_from_responsibilities(
     split_every: int = DEFAULT_SPLIT_EVERY,
 ) -> GaussianParams:
     """Parameters from the responsibilities that ``init_params`` assigns (scikit-learn's rules)."""
-
-    def from_pass(assigner):
-        stats = statistics_pass(data, assigner, covariance_type, n_components, split_every)
-        return m_step(stats, reg_covar, data.dtype, normalize_weights=False)
-
-    if init_params == "random":
-        seed = int(random_state.randint(np.iinfo(np.int32).max))
-        return from_pass(RandomAssigner(seed, n_components))
-
-    sample, weights = draw_sample(data, sample_size, random_state)
-    if init_params == "kmeans":
-        kmeans = KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
-        centres = kmeans.fit(sample, sample_weight=weights).cluster_centers_
-        return from_pass(NearestCentreAssigner(centres))
-
-    if init_params == "random_from_data":
-        probabilities = None if weights is None else weights / weights.sum()
-        if probabilities is not None and np.count_nonzero(probabilities) < n_components:
-            raise ValueError(
-                "init_params='random_from_data' needs at least n_components rows with a "
-                "positive sample_weight in the initialisation sample."
-            )
-        index = random_state.choice(
-            sample.shape[0], size=n_components, replace=False, p=probabilities
-        )
-    elif init_params == "k-means++":
-        _, index = kmeans_plusplus(
-            sample, n_components, random_state=random_state, sample_weight=weights
-        )
-    else:
-        raise ValueError(f"Unknown init_params {init_params!r}")
-    weight_sum = data.n_samples if data.sample_weight is None else float(data.sample_weight.sum().compute())
-    return params_from_points(sample[index], covariance_type, reg_covar, weight_sum, data.dtype)
+    sample = weights = None
+    if init_params != "random":
+        sample, weights = draw_sample(data, sample_size, random_state)
+    start = start_for(init_params, n_components, covariance_type, reg_covar, data, random_state,
+                      sample, weights)
+    if isinstance(start, GaussianParams):
+        return start
+    stats = statistics_pass(data, start, covariance_type, n_components, split_every)
+    return m_step(stats, reg_covar, data.dtype, normalize_weights=False)
 
 
 def initial_parameters(

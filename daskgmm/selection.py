@@ -18,15 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.utils import check_random_state
 
 from .data import RowData, as_dask_rows, as_sample_weight
 from .engine import DEFAULT_SPLIT_EVERY, FitResult, place_data, statistics_pass_many
 from .estimator import GaussianMixture
-from .init import DEFAULT_INIT_SAMPLE_SIZE, draw_sample, params_from_points
-from .kernels import GaussianAssigner, NearestCentreAssigner, RandomAssigner
-from .params import m_step
+from .init import DEFAULT_INIT_SAMPLE_SIZE, draw_sample, start_for
+from .kernels import GaussianAssigner
+from .params import GaussianParams, m_step
 
 CRITERIA = ("bic", "aic")
 
@@ -103,28 +102,18 @@ class SelectionResult:
 def _initial_params(candidates, data, init_params, reg_covar, random_state, sample_size, split_every):
     """Starts for every candidate, sharing the sample and the assignment pass. Returns passes made."""
     passes = 0
-    pending = []  # (candidate, assigner) needing a pass
-    if init_params == "random":
-        for c in candidates:
-            pending.append((c, RandomAssigner(int(random_state.randint(np.iinfo(np.int32).max)), c.n_components)))
-    else:
+    sample = weights = None
+    if init_params != "random":
         sample, weights = draw_sample(data, sample_size, random_state)
         passes += 1
-        weight_sum = data.n_samples if data.sample_weight is None else float(data.sample_weight.sum().compute())
-        for c in candidates:
-            k = c.n_components
-            if init_params == "kmeans":
-                centres = KMeans(n_clusters=k, n_init=1, random_state=random_state).fit(
-                    sample, sample_weight=weights).cluster_centers_
-                pending.append((c, NearestCentreAssigner(centres)))
-                continue
-            if init_params == "k-means++":
-                _, index = kmeans_plusplus(sample, k, random_state=random_state, sample_weight=weights)
-            else:
-                p = None if weights is None else weights / weights.sum()
-                index = random_state.choice(sample.shape[0], size=k, replace=False, p=p)
-            c.initial_params = params_from_points(sample[index], c.covariance_type, reg_covar,
-                                                  weight_sum, data.dtype)
+    pending = []  # (candidate, assigner): starts that need a pass over the data
+    for c in candidates:
+        start = start_for(init_params, c.n_components, c.covariance_type, reg_covar, data,
+                          random_state, sample, weights)
+        if isinstance(start, GaussianParams):
+            c.initial_params = start
+        else:
+            pending.append((c, start))
     if pending:
         stats = statistics_pass_many(
             data, [a for _, a in pending], [c.covariance_type for c, _ in pending],
