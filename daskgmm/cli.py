@@ -277,9 +277,10 @@ def info(model):
 @click.option("-k", "--k-range", default="1:10", show_default=True, help="K_MIN:K_MAX, both included.")
 @click.option("--covariance-types", default="full,tied,diag,spherical", show_default=True)
 @click.option("--criterion", type=click.Choice(["bic", "aic"]), default="bic", show_default=True)
-@click.option("--n-init", type=int, default=1, show_default=True)
-@click.option("--init", "init_params", type=click.Choice(["kmeans", "k-means++", "random", "random_from_data"]),
-              default="kmeans", show_default=True)
+@click.option("--n-init", type=int, default=1, show_default=True, help="Restarts per K, type and init method.")
+@click.option("--init", "init_params", default="kmeans", show_default=True,
+              help="Init method, or several separated by commas (each starts its own candidates): "
+                   "kmeans, k-means++, random, random_from_data.")
 @click.option("--max-iter", type=int, default=100, show_default=True)
 @click.option("--tol", type=float, default=1e-3, show_default=True)
 @click.option("--random-state", type=int, default=None)
@@ -294,6 +295,7 @@ def select(data, dataset, columns, chunk_bytes, flatten, k_range, covariance_typ
     \b
     Example:
       daskgmm select frames.zarr -k 1:16 --covariance-types full,diag --out best/
+      daskgmm select stretched.zarr -k 1:8 --init kmeans,random_from_data --n-init 3
     """
     from .selection import select_model
 
@@ -305,12 +307,12 @@ def select(data, dataset, columns, chunk_bytes, flatten, k_range, covariance_typ
         X = open_source(data, dataset, columns, chunk_bytes, flatten)
         started = time.perf_counter()
         result = select_model(X, range(k_min, k_max + 1), tuple(covariance_types.split(",")),
-                              criterion=criterion, n_init=n_init, init_params=init_params,
+                              criterion=criterion, n_init=n_init, init_params=tuple(init_params.split(",")),
                               max_iter=max_iter, tol=tol, random_state=random_state)
         seconds = time.perf_counter() - started
-    click.echo(f"{'K':>3} {'covariance':>10} {'restart':>7} {'BIC':>14} {'AIC':>14} {'iterations':>10}")
+    click.echo(f"{'K':>3} {'covariance':>10} {'init':>16} {'restart':>7} {'BIC':>14} {'AIC':>14} {'iterations':>10}")
     for row in result.table:
-        click.echo(f"{row['n_components']:>3} {row['covariance_type']:>10} {row['restart']:>7} "
+        click.echo(f"{row['n_components']:>3} {row['covariance_type']:>10} {row['init_params']:>16} {row['restart']:>7} "
                    f"{row['bic']:>14.6g} {row['aic']:>14.6g} {row['n_iter']:>10}"
                    + (f"  failed: {row['error']}" if row["error"] else ""))
     best = result.best_estimator_

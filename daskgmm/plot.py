@@ -64,10 +64,10 @@ def plot_components(gmm, X, ax=None, max_points=20_000, random_state=0):
         X = X[index]
     sample = np.asarray(X.compute() if hasattr(X, "compute") else X, dtype=float)
     labels = np.asarray(gmm.predict(sample))
-    centre = sample.mean(axis=0)
-    if sample.shape[1] == 2:
-        basis = np.eye(2)
+    if sample.shape[1] == 2:  # the data's own axes and units
+        centre, basis = np.zeros(2), np.eye(2)
     else:
+        centre = sample.mean(axis=0)
         _, _, vt = np.linalg.svd(sample - centre, full_matrices=False)
         basis = vt[:2].T
     points = (sample - centre) @ basis
@@ -81,7 +81,8 @@ def plot_components(gmm, X, ax=None, max_points=20_000, random_state=0):
         regions = np.asarray(gmm.predict(grid)).reshape(xs.shape)
         ax.contourf(xs, ys, regions, levels=np.arange(gmm.n_components + 1) - 0.5,
                     colors=colours[: gmm.n_components], alpha=0.12)
-    ax.scatter(points[:, 0], points[:, 1], s=2, c=[colours[k] for k in labels], alpha=0.5, linewidths=0)
+    size = float(np.clip(3000 / len(points), 2, 16))  # visible dots for small data
+    ax.scatter(points[:, 0], points[:, 1], s=size, c=[colours[k] for k in labels], alpha=0.5, linewidths=0)
     for k, (mean, cov) in enumerate(zip(means, covariances)):
         values, vectors = np.linalg.eigh(cov)
         angle = np.degrees(np.arctan2(vectors[1, -1], vectors[0, -1]))

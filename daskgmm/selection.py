@@ -37,6 +37,7 @@ class Candidate:
     n_components: int
     covariance_type: str
     restart: int
+    init_params: str = "kmeans"
     initial_params: object = None
     result: FitResult | None = None
     error: str | None = None
@@ -99,16 +100,16 @@ class SelectionResult:
         return ax
 
 
-def _initial_params(candidates, data, init_params, reg_covar, random_state, sample_size, split_every):
+def _initial_params(candidates, data, reg_covar, random_state, sample_size, split_every):
     """Starts for every candidate, sharing the sample and the assignment pass. Returns passes made."""
     passes = 0
     sample = weights = None
-    if init_params != "random":
+    if any(c.init_params != "random" for c in candidates):
         sample, weights = draw_sample(data, sample_size, random_state)
         passes += 1
     pending = []  # (candidate, assigner): starts that need a pass over the data
     for c in candidates:
-        start = start_for(init_params, c.n_components, c.covariance_type, reg_covar, data,
+        start = start_for(c.init_params, c.n_components, c.covariance_type, reg_covar, data,
                           random_state, sample, weights)
         if isinstance(start, GaussianParams):
             c.initial_params = start
@@ -156,8 +157,15 @@ def select_model(
     criterion : {'bic', 'aic'}
         How ``best_estimator_`` is chosen (lower is better).
     n_init : int
-        Restarts per (K, covariance type); each restart is a candidate of its own.
-    init_params, tol, reg_covar, max_iter, random_state, init_sample_size, chunk_rows,
+        Restarts per (K, covariance type, init method); each is a candidate of its own.
+    init_params : str or sequence of str, default 'kmeans'
+        One of 'kmeans', 'k-means++', 'random', 'random_from_data', or several:
+        every method then starts its own candidates (``n_init`` each) and the
+        lowest criterion over all of them wins. Worth it on stretched,
+        elongated clusters, where k-means-style starts can trap EM in a poor
+        optimum for the true K and the criterion silently picks another K
+        (scikit-learn#34845); the extra starts share every pass.
+    tol, reg_covar, max_iter, random_state, init_sample_size, chunk_rows,
     split_every, persist
         As for :class:`daskgmm.GaussianMixture`.
     sample_weight : array-like or dask array, optional
@@ -173,11 +181,14 @@ def select_model(
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
     ks = sorted(set(int(k) for k in n_components))
     types = list(dict.fromkeys(covariance_types))
-    template = GaussianMixture(max(ks), init_params=init_params, tol=tol, reg_covar=reg_covar,
+    methods = [init_params] if isinstance(init_params, str) else list(dict.fromkeys(init_params))
+    if not methods:
+        raise ValueError("init_params must name at least one method")
+    template = GaussianMixture(max(ks), init_params=methods[0], tol=tol, reg_covar=reg_covar,
                                max_iter=max_iter, n_init=n_init, chunk_rows=chunk_rows,
                                split_every=split_every, init_sample_size=init_sample_size)
-    for covariance_type in types:
-        template.set_params(covariance_type=covariance_type)._validate_params()
+    for covariance_type, method in ((t, m) for t in types for m in methods):
+        template.set_params(covariance_type=covariance_type, init_params=method)._validate_params()
     if min(ks) < 1:
         raise ValueError(f"n_components must be >= 1, got {min(ks)}")
     X_rows, in_memory = as_dask_rows(X, chunk_rows=chunk_rows, ensure_min_samples=2)
@@ -186,8 +197,8 @@ def select_model(
                          f"n_samples = {X_rows.shape[0]}")
     data = place_data(RowData(X_rows, as_sample_weight(sample_weight, X_rows), in_memory), persist)
     rng = check_random_state(random_state)
-    candidates = [Candidate(k, t, r) for t in types for k in ks for r in range(n_init)]
-    passes = _initial_params(candidates, data, init_params, reg_covar, rng, init_sample_size, split_every)
+    candidates = [Candidate(k, t, r, m) for t in types for k in ks for m in methods for r in range(n_init)]
+    passes = _initial_params(candidates, data, reg_covar, rng, init_sample_size, split_every)
     for c in candidates:
         if c.error is None:
             c.result = FitResult(c.initial_params, -np.inf)
@@ -228,13 +239,14 @@ def select_model(
         raise ValueError("every candidate failed: " + "; ".join(sorted({c.error for c in candidates})))
     best = min(fitted, key=lambda c: getattr(c, criterion))
     estimator = GaussianMixture(best.n_components, covariance_type=best.covariance_type,
-                                init_params=init_params, tol=tol, reg_covar=reg_covar, max_iter=max_iter,
+                                init_params=best.init_params, tol=tol, reg_covar=reg_covar, max_iter=max_iter,
                                 random_state=random_state, chunk_rows=chunk_rows, split_every=split_every,
                                 init_sample_size=init_sample_size, persist=persist)
     estimator._store(best.result, data.dtype)
     estimator.n_features_in_ = data.n_features
     table = [
-        dict(n_components=c.n_components, covariance_type=c.covariance_type, restart=c.restart,
+        dict(n_components=c.n_components, covariance_type=c.covariance_type, init_params=c.init_params,
+             restart=c.restart,
              bic=c.bic, aic=c.aic, log_likelihood=c.log_likelihood,
              lower_bound=c.result.lower_bound if c.result else np.nan,
              n_iter=c.result.n_iter if c.result else 0,

@@ -96,6 +96,11 @@ def test_select_keeps_the_best_model(store):
     assert "16 candidates" not in result.stdout and "8 candidates in" in result.stdout
     assert daskgmm.load(folder / "best").n_components == 3
     assert len((folder / "table.csv").read_text().splitlines()) == 1 + 8
+    several = run("select", folder / "x.zarr", "-k", "2:3", "--covariance-types", "full",
+                  "--init", "kmeans,random_from_data", "--random-state", 0)
+    assert "4 candidates in" in several.stdout and several.stdout.count("random_from_data") == 2
+    bad = run("select", folder / "x.zarr", "--init", "kmeans,banana", check=False)
+    assert bad.returncode == 1 and "init_params" in bad.stderr and "banana" in bad.stderr
 
 
 @pytest.mark.parametrize("command", ["fit", "predict", "score", "info", "select"])
