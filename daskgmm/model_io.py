@@ -80,6 +80,8 @@ def _json_default(value):
         return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
+    if isinstance(value, os.PathLike):  # e.g. checkpoint=Path(...)
+        return os.fspath(value)
     raise TypeError(f"cannot store {type(value).__name__} in JSON")
 
 

@@ -58,17 +58,48 @@ class SelectionResult:
     ----------
     candidates : list of Candidate
     criterion : str
-    best_estimator_ : GaussianMixture
-        The candidate with the lowest criterion, as a fitted estimator.
     passes : int
         Reads of the data made in all (sample draw, initialisation, EM, scoring).
+    table : list of dict
+        One row per candidate.
+    best_estimator_ : GaussianMixture
+        The candidate with the lowest criterion, as a fitted estimator.
     """
 
     candidates: list
     criterion: str
-    best_estimator_: GaussianMixture
     passes: int
-    table: list = field(default_factory=list)
+    table: list
+    settings: dict = field(default_factory=dict)  # estimator parameters shared by all candidates
+    dtype: object = np.float64
+    n_features: int = 0
+
+    def __post_init__(self):
+        self.best_estimator_ = self.best()
+
+    def best(self, covariance_type=None, n_components=None):
+        """The lowest-criterion candidate, optionally among one covariance type and/or K, fitted.
+
+        Parameters
+        ----------
+        covariance_type : str, optional
+        n_components : int, optional
+
+        Returns
+        -------
+        GaussianMixture
+        """
+        fitted = [c for c in self.candidates if c.error is None
+                  and covariance_type in (None, c.covariance_type) and n_components in (None, c.n_components)]
+        if not fitted:
+            raise ValueError(f"no fitted candidate with covariance_type={covariance_type!r}, "
+                             f"n_components={n_components!r}")
+        chosen = min(fitted, key=lambda c: getattr(c, self.criterion))
+        estimator = GaussianMixture(chosen.n_components, covariance_type=chosen.covariance_type,
+                                    init_params=chosen.init_params, **self.settings)
+        estimator._store(chosen.result, self.dtype)
+        estimator.n_features_in_ = self.n_features
+        return estimator
 
     def to_frame(self):
         """The table as a pandas DataFrame (needs pandas)."""
@@ -224,6 +255,8 @@ def select_model(
                                  c.result.n_iter + 1, abs(change) < tol)
 
     fitted = [c for c in candidates if c.error is None]
+    if not fitted:
+        raise ValueError("every candidate failed: " + "; ".join(sorted({c.error for c in candidates})))
     scores = statistics_pass_many(
         data, [GaussianAssigner(c.result.params) for c in fitted],
         [c.covariance_type for c in fitted], [c.n_components for c in fitted], split_every,
@@ -235,25 +268,18 @@ def select_model(
         parameters = _n_parameters(c.n_components, data.n_features, c.covariance_type)
         c.bic = -2 * c.log_likelihood * n_samples + parameters * np.log(n_samples)
         c.aic = -2 * c.log_likelihood * n_samples + 2 * parameters
-    if not fitted:
-        raise ValueError("every candidate failed: " + "; ".join(sorted({c.error for c in candidates})))
-    best = min(fitted, key=lambda c: getattr(c, criterion))
-    estimator = GaussianMixture(best.n_components, covariance_type=best.covariance_type,
-                                init_params=best.init_params, tol=tol, reg_covar=reg_covar, max_iter=max_iter,
-                                random_state=random_state, chunk_rows=chunk_rows, split_every=split_every,
-                                init_sample_size=init_sample_size, persist=persist)
-    estimator._store(best.result, data.dtype)
-    estimator.n_features_in_ = data.n_features
+    settings = dict(tol=tol, reg_covar=reg_covar, max_iter=max_iter, random_state=random_state,
+                    chunk_rows=chunk_rows, split_every=split_every, init_sample_size=init_sample_size,
+                    persist=persist)
     table = [
         dict(n_components=c.n_components, covariance_type=c.covariance_type, init_params=c.init_params,
-             restart=c.restart,
-             bic=c.bic, aic=c.aic, log_likelihood=c.log_likelihood,
+             restart=c.restart, bic=c.bic, aic=c.aic, log_likelihood=c.log_likelihood,
              lower_bound=c.result.lower_bound if c.result else np.nan,
              n_iter=c.result.n_iter if c.result else 0,
              converged=bool(c.result.converged) if c.result else False, error=c.error)
         for c in candidates
     ]
-    return SelectionResult(candidates, criterion, estimator, passes, table)
+    return SelectionResult(candidates, criterion, passes, table, settings, data.dtype, data.n_features)
 
 
 def _n_parameters(n_components, n_features, covariance_type):

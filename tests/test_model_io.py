@@ -36,6 +36,13 @@ def test_round_trip_is_exact(tmp_path, covariance_type):
         assert set(arrays.files) == {"weights_", "means_", "covariances_", "precisions_cholesky_"}
 
 
+def test_a_checkpoint_path_parameter_is_saved_as_text(tmp_path):
+    X = make_data(n_samples=500, n_components=2)
+    gmm = fit_quietly(GaussianMixture(2, random_state=0, checkpoint=tmp_path / "fit.ckpt"), X)
+    gmm.save(tmp_path / "m")
+    assert daskgmm.load(tmp_path / "m").checkpoint == str(tmp_path / "fit.ckpt")
+
+
 def test_saving_again_replaces_the_model(tmp_path):
     X = make_data(n_samples=500, n_components=2)
     first = fit_quietly(GaussianMixture(2, random_state=0), X)
