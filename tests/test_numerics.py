@@ -47,3 +47,30 @@ def test_duplicated_points_with_reg_covar_stay_finite():
     for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
         assert np.all(np.isfinite(getattr(gmm, name)))
     assert np.isfinite(gmm.score(X))
+
+
+@pytest.mark.parametrize("separation", [0.5, 3.0, 1e5])
+def test_full_scatter_is_exact_near_and_far_from_the_block_centre(separation):
+    """Full scatters use the one-GEMM expanded form only while it keeps ~13 digits.
+
+    A component 1e5 sigma from the block's centre would lose ~10 digits in the
+    expanded form; it is recomputed exactly centred. The reference is NumPy's
+    two-pass weighted covariance of the same rows.
+    """
+    from daskgmm.kernels import Workspace, _full_scatter
+
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(3000, 5)), rng.normal(size=(3000, 5)) * 0.01 + separation])
+    Xc = X - X.mean(axis=0)
+    resp = rng.dirichlet([1.0, 1.0, 1.0], size=len(X))
+    resp[3000:] = [0.0, 0.0, 1.0]  # the far, narrow cluster is component 2's alone
+    resp[:3000, 2] = 0.0
+    resp[:3000] /= resp[:3000].sum(axis=1, keepdims=True)
+    mass = resp.sum(axis=0)
+    means_c, scatter = _full_scatter(Xc, resp, mass, Workspace())
+    for k in range(3):
+        mean = resp[:, k] @ Xc / mass[k]
+        diff = Xc - mean
+        expected = (diff * resp[:, k, None]).T @ diff
+        np.testing.assert_allclose(means_c[k], mean, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(scatter[k], expected, rtol=1e-10, atol=1e-12 * np.abs(expected).max())
