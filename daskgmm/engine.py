@@ -362,9 +362,11 @@ def fit_mixture(
 
     Parameters
     ----------
-    initialise : callable ``(RowData) -> GaussianParams``
-        Draws a fresh starting point (called once per restart) from the data
-        as placed for the fit (in memory or not), using ``random_state``.
+    initialise : callable ``(RowData, count) -> list of GaussianParams``
+        Draws ``count`` fresh starting points from the data as placed for the
+        fit (in memory or not), using ``random_state``, as ``count`` calls
+        for one start each would (restarts run together get theirs at once,
+        sharing the initialisation pass).
     warm_start : FitResult, optional
         Continue from these parameters and lower bound (one run, no init).
     persist : {"auto", True, False}
@@ -389,7 +391,7 @@ def fit_mixture(
         # Starts are drawn in the same order as one after another (EM draws no random
         # numbers), so the restarts and the winner are the same as sequentially.
         runs = run_em_together(
-            data, [initialise(data) for _ in range(n_init)], tol=tol, max_iter=max_iter,
+            data, initialise(data, n_init), tol=tol, max_iter=max_iter,
             reg_covar=reg_covar, split_every=split_every,
         )
         best = None
@@ -408,7 +410,7 @@ def fit_mixture(
         elif warm_start is not None:
             start = FitResult(warm_start.params, warm_start.lower_bound)
         else:
-            start = FitResult(initialise(data), -np.inf)
+            start = FitResult(initialise(data, 1)[0], -np.inf)
         if max_iter == 0:
             # scikit-learn keeps the last start and reports no lower bound.
             best = FitResult(start.params, -np.inf)

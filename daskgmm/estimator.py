@@ -256,9 +256,10 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
                 )
         random_state = check_random_state(self.random_state)
 
-        def initialise(placed_data):
+        def initialise(placed_data, count):
             return initial_parameters(
                 placed_data,
+                count=count,
                 n_components=self.n_components,
                 covariance_type=self.covariance_type,
                 init_params=self.init_params,

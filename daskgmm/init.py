@@ -28,7 +28,7 @@ import numpy as np
 from sklearn.cluster import KMeans, kmeans_plusplus
 
 from .data import RowData
-from .engine import DEFAULT_SPLIT_EVERY, statistics_pass
+from .engine import DEFAULT_SPLIT_EVERY, statistics_pass_many
 from .kernels import NearestCentreAssigner, RandomAssigner
 from .params import (
     GaussianParams,
@@ -110,29 +110,6 @@ def start_for(init_params, n_components, covariance_type, reg_covar, data: RowDa
     return params_from_points(sample[index], covariance_type, reg_covar, weight_sum, data.dtype)
 
 
-def params_from_responsibilities(
-    data: RowData,
-    *,
-    n_components: int,
-    covariance_type: str,
-    init_params: str,
-    reg_covar: float,
-    random_state: np.random.RandomState,
-    sample_size: int = DEFAULT_INIT_SAMPLE_SIZE,
-    split_every: int = DEFAULT_SPLIT_EVERY,
-) -> GaussianParams:
-    """Parameters from the responsibilities that ``init_params`` assigns (scikit-learn's rules)."""
-    sample = weights = None
-    if init_params != "random":
-        sample, weights = draw_sample(data, sample_size, random_state)
-    start = start_for(init_params, n_components, covariance_type, reg_covar, data, random_state,
-                      sample, weights)
-    if isinstance(start, GaussianParams):
-        return start
-    stats = statistics_pass(data, start, covariance_type, n_components, split_every)
-    return m_step(stats, reg_covar, data.dtype, normalize_weights=False)
-
-
 def initial_parameters(
     data: RowData,
     *,
@@ -141,29 +118,47 @@ def initial_parameters(
     init_params: str,
     reg_covar: float,
     random_state: np.random.RandomState,
+    count: int = 1,
     weights_init=None,
     means_init=None,
     precisions_init=None,
     sample_size: int = DEFAULT_INIT_SAMPLE_SIZE,
     split_every: int = DEFAULT_SPLIT_EVERY,
-) -> GaussianParams:
-    """Starting parameters as scikit-learn builds them.
+) -> list:
+    """``count`` starting parameters, as scikit-learn builds them, as a list.
 
-    User arrays (already validated) replace the corresponding part of the
-    start that ``init_params`` computes; when all three are given, no pass
-    over the data is made.
+    The starts consume ``random_state`` in the same order as ``count``
+    separate initialisations, so restarts run together begin where one-by-one
+    restarts would; their assignment passes ('kmeans', 'random') are one
+    shared pass. User arrays (already validated) replace the corresponding
+    part of each start; when all three are given, no pass over the data is made.
     """
-    if weights_init is None or means_init is None or precisions_init is None:
-        start = params_from_responsibilities(
-            data,
-            n_components=n_components,
-            covariance_type=covariance_type,
-            init_params=init_params,
-            reg_covar=reg_covar,
-            random_state=random_state,
-            sample_size=sample_size,
-            split_every=split_every,
-        )
+    if weights_init is not None and means_init is not None and precisions_init is not None:
+        starts = [None] * count
+    else:
+        starts, all_rows = [], None
+        for _ in range(count):
+            sample = weights = None
+            if init_params != "random":
+                if data.n_samples > sample_size:
+                    sample, weights = draw_sample(data, sample_size, random_state)
+                else:  # the "sample" is every row, drawn without random numbers: read it once
+                    all_rows = all_rows or draw_sample(data, sample_size, random_state)
+                    sample, weights = all_rows
+            starts.append(start_for(init_params, n_components, covariance_type, reg_covar, data,
+                                    random_state, sample, weights))
+        pending = [i for i, start in enumerate(starts) if not isinstance(start, GaussianParams)]
+        if pending:
+            stats = statistics_pass_many(data, [starts[i] for i in pending], [covariance_type] * len(pending),
+                                         [n_components] * len(pending), split_every)
+            for i, pass_stats in zip(pending, stats):
+                starts[i] = m_step(pass_stats, reg_covar, data.dtype, normalize_weights=False)
+    return [_with_user_arrays(start, covariance_type, weights_init, means_init, precisions_init)
+            for start in starts]
+
+
+def _with_user_arrays(start, covariance_type, weights_init, means_init, precisions_init):
+    if start is not None:
         weights, means = start.weights, start.means
         covariances, precisions_cholesky = start.covariances, start.precisions_cholesky
     if weights_init is not None:
@@ -174,4 +169,3 @@ def initial_parameters(
         precisions_cholesky = precision_cholesky_from_precisions(precisions_init, covariance_type)
         covariances = covariances_from_precision_cholesky(precisions_cholesky, covariance_type)
     return GaussianParams(covariance_type, weights, means, covariances, precisions_cholesky)
-

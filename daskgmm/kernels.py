@@ -18,7 +18,7 @@ from dataclasses import replace
 import numpy as np
 
 from .params import GaussianParams, log_det_cholesky
-from .stats import SufficientStats, scatter_shape
+from .stats import SufficientStats
 
 LOG_2PI = math.log(2 * math.pi)
 # Relative size below which an expanded (second moment - mean^2) scatter is round-off.
@@ -274,7 +274,6 @@ def block_statistics(Xc, shift, resp, log_norm, sample_weight, covariance_type, 
         mass = np.ones(resp.shape[0]) @ resp
     else:
         mass = resp.sum(axis=0, dtype=np.float64)
-    n_components, n_features = resp.shape[1], Xc.shape[1]
     if covariance_type == "full":
         means_c, scatter = _full_scatter(Xc, resp, mass, ws)
     else:

@@ -84,3 +84,30 @@ def test_same_random_state_same_result_across_runs(mixture):
     runs = [fit_quietly(GaussianMixture(K, init_sample_size=SAMPLE, random_state=11, max_iter=20), dx) for _ in range(2)]
     np.testing.assert_array_equal(runs[0].means_, runs[1].means_)
     np.testing.assert_array_equal(runs[0].covariances_, runs[1].covariances_)
+
+
+@pytest.mark.parametrize("init_params, small_data, passes", [
+    ("kmeans", True, 2),       # all rows are the sample: read once for every restart, one shared assignment
+    ("kmeans", False, 5 + 1),  # a sample per restart (sampled chunks only), one shared assignment
+    ("random", True, 1),       # one shared pass of row-keyed random responsibilities
+    ("random_from_data", True, 1),
+])
+def test_restart_starts_share_their_passes_and_equal_one_by_one_starts(mixture, init_params, small_data, passes):
+    from daskgmm.init import initial_parameters
+
+    X = mixture[0][:3000] if small_data else mixture[0]
+    dx, reads = counting_reads(X, 1000 if small_data else 6000)
+    settings = dict(n_components=K, covariance_type="full", init_params=init_params, reg_covar=1e-6,
+                    sample_size=5000 if small_data else SAMPLE)
+    together = initial_parameters(RowData(dx, None, False), count=5, random_state=np.random.RandomState(7),
+                                  **settings)
+    chunks = dx.numblocks[0]
+    if small_data:
+        assert np.bincount(reads, minlength=chunks).tolist() == [passes] * chunks
+    else:  # sample draws read only the chunks holding sampled rows
+        assert max(np.bincount(reads)) <= passes
+    rng = np.random.RandomState(7)
+    one_by_one = [initial_parameters(RowData(dx, None, False), random_state=rng, **settings)[0] for _ in range(5)]
+    for a, b in zip(together, one_by_one):
+        np.testing.assert_array_equal(a.means, b.means)
+        np.testing.assert_array_equal(a.precisions_cholesky, b.precisions_cholesky)
