@@ -23,16 +23,19 @@ from .stats import SufficientStats
 LOG_2PI = math.log(2 * math.pi)
 # Relative size below which an expanded (second moment - mean^2) scatter is round-off.
 ROUNDOFF_FLOOR = 64 * np.finfo(np.float64).eps
-# Temporaries of a block (n x K x D for full/tied) are kept near this size so
-# they stay in cache: measured here, K=16, D=16 runs 2x faster per row in
-# blocks of 2k rows than of 16k.
+# Temporaries of a block are kept near this size. Measured here (2 threads, K=16,
+# D=16): full runs best in blocks of ~4k rows (n x K x D = 8 MiB), 1.3x faster than
+# 2k and 16k; smaller blocks mean more short NumPy calls, which serialise threads
+# on the GIL. tied/diag/spherical temporaries are n x (D + K)-sized; ~4-8k rows
+# are best for them (2k: 1.3x slower with 2 threads).
 BLOCK_TEMPORARY_BYTES = 8 * 2**20
 MIN_BLOCK_ROWS, MAX_BLOCK_ROWS = 1024, 16384
 
 
-def default_block_rows(n_components, n_features, itemsize=8):
-    """Rows per block so that an n x K x D temporary takes about 4 MiB."""
-    rows = BLOCK_TEMPORARY_BYTES // max(1, n_components * n_features * itemsize)
+def default_block_rows(n_components, n_features, itemsize=8, covariance_type="full"):
+    """Rows per block so that a block's largest temporaries take about 8 MiB."""
+    width = n_components * n_features if covariance_type == "full" else 4 * (n_components + n_features)
+    rows = BLOCK_TEMPORARY_BYTES // max(1, width * itemsize)
     return int(min(MAX_BLOCK_ROWS, max(MIN_BLOCK_ROWS, rows)))
 
 
@@ -56,6 +59,7 @@ class Workspace:
 
     def __init__(self):
         self._buffers = {}
+        self.cache = {}  # values derived from one block, reused by later steps on the same block
 
     def get(self, name, shape, dtype):
         """An uninitialised array of ``shape`` backed by the buffer called ``name``."""
@@ -107,34 +111,75 @@ def squared_mahalanobis(Xc, means_c, precisions_cholesky, covariance_type, works
         cross += np.sum(means_w**2, axis=1)
         np.maximum(cross, 0, out=out)
         return out
-    precisions = chol**2
+    raise ValueError(f"squared_mahalanobis handles 'full' and 'tied', not {covariance_type!r}")
+
+
+def moment_columns(Xc, covariance_type, workspace=None):
+    """Per-row ``[x, x*x, 1]`` (diag) or ``[x, |x|^2, 1]`` (spherical), shape (n, 2D+1) / (n, D+2).
+
+    Both the E-step and the M-step of these covariance types are linear in
+    these columns: one GEMM with them gives every weighted log-probability,
+    one more every statistic (sums of r, r x and r x^2). Built once per block
+    and kept in ``workspace`` for the block's M-step.
+    """
+    ws = workspace or Workspace()
+    cached = ws.cache.get("moments")
+    if cached is not None and cached[0] is Xc and cached[1] == covariance_type:
+        return cached[2]
+    n_samples, n_features = Xc.shape
+    width = 2 * n_features + 1 if covariance_type == "diag" else n_features + 2
+    columns = ws.get("moments", (n_samples, width), Xc.dtype)
+    columns[:, :n_features] = Xc
     if covariance_type == "diag":
-        squares = ws.get("squares", (n_samples, n_features), dtype)
-        np.multiply(Xc, Xc, out=squares)
-        np.matmul(squares, precisions.T, out=out)
-        np.matmul(Xc, (means_c * precisions).T, out=cross)
-        cross *= 2
-        out -= cross
-        out += np.sum(means_c**2 * precisions, axis=1)
-        return out
-    np.matmul(Xc, means_c.T, out=cross)
-    cross *= -2
-    cross += np.einsum("nd,nd->n", Xc, Xc)[:, None]
-    cross += np.sum(means_c**2, axis=1)
-    return np.multiply(cross, precisions, out=out)
+        np.multiply(Xc, Xc, out=columns[:, n_features : 2 * n_features])
+    else:
+        np.einsum("nd,nd->n", Xc, Xc, out=columns[:, n_features])
+    columns[:, -1] = 1
+    ws.cache["moments"] = (Xc, covariance_type, columns)
+    return columns
+
+
+def _separable_log_prob(Xc, means_c, params: GaussianParams, workspace):
+    """Weighted log-probabilities of diag/spherical mixtures as one GEMM over the moment columns.
+
+    The GEMM's right-hand side depends only on the parameters and the shift,
+    so blocks centred on the same shift share it (cached in ``workspace``).
+    """
+    ws = workspace or Workspace()
+    key = (id(params), means_c.tobytes(), Xc.dtype.str)
+    cached = ws.cache.get("separable_weights")
+    if cached is None or cached[0] != key:
+        n_features = Xc.shape[1]
+        log_det = log_det_cholesky(params.precisions_cholesky, params.covariance_type, n_features)
+        with np.errstate(divide="ignore"):
+            offset = log_det + np.log(params.weights) - 0.5 * n_features * LOG_2PI
+        precisions = np.asarray(params.precisions_cholesky, dtype=np.float64) ** 2  # (K, D) or (K,)
+        if params.covariance_type == "spherical":
+            precisions = np.broadcast_to(precisions[:, None], means_c.shape)
+        # log N = -1/2 sum_d p_d x_d^2 + sum_d p_d mu_d x_d - 1/2 sum_d p_d mu_d^2 + const
+        linear = (precisions * means_c).T
+        quadratic = -0.5 * (precisions.T if params.covariance_type == "diag" else precisions[:, :1].T)
+        constant = offset - 0.5 * np.sum(precisions * means_c**2, axis=1)
+        cached = (key, np.vstack([linear, quadratic, constant[None, :]]).astype(Xc.dtype))
+        ws.cache["separable_weights"] = cached
+    columns = moment_columns(Xc, params.covariance_type, ws)
+    out = ws.get("log_prob", (Xc.shape[0], means_c.shape[0]), Xc.dtype)
+    return np.matmul(columns, cached[1], out=out)
 
 
 def weighted_log_prob(Xc, means_c, params: GaussianParams, workspace=None):
     """``log w_k + log N(x | mu_k, Sigma_k)`` for centred rows, shape (n, K)."""
+    if params.covariance_type in ("diag", "spherical"):
+        return _separable_log_prob(Xc, np.asarray(means_c, dtype=np.float64), params, workspace)
     dtype = Xc.dtype
     n_features = Xc.shape[1]
-    maha = squared_mahalanobis(
-        Xc, means_c, params.precisions_cholesky, params.covariance_type, workspace
-    )
     log_det = log_det_cholesky(params.precisions_cholesky, params.covariance_type, n_features)
     with np.errstate(divide="ignore"):
         log_weights = np.log(params.weights)
     offset = np.asarray(log_det + log_weights - 0.5 * n_features * LOG_2PI, dtype=dtype)
+    maha = squared_mahalanobis(
+        Xc, means_c, params.precisions_cholesky, params.covariance_type, workspace
+    )
     maha *= dtype.type(-0.5)
     maha += offset
     return maha
@@ -152,16 +197,22 @@ def normalize_log_prob(log_prob, workspace=None):
     np.exp(resp, out=resp)
     total = resp @ np.ones(resp.shape[1], dtype=resp.dtype)
     with np.errstate(divide="ignore", invalid="ignore"):
-        resp /= total[:, None]
+        resp *= (1 / total)[:, None]
         log_norm = np.log(total)
     log_norm += top
     return resp, log_norm
 
 
-def centre_block(block, workspace=None):
-    """``(block - shift, shift)`` with ``shift`` the column mean, exact in float64."""
+def centre_block(block, workspace=None, shift=None):
+    """``(block - shift, shift)``; ``shift`` defaults to the column mean. Returned in float64.
+
+    A given ``shift`` must be one this function returned for a block of the
+    same dtype (then it is exact in that dtype).
+    """
     ws = workspace or Workspace()
-    if block.dtype == np.float64:  # a GEMV: 5x faster than mean(axis=0); any shift near the mean works
+    if shift is not None:
+        shift = shift.astype(block.dtype)
+    elif block.dtype == np.float64:  # a GEMV: 5x faster than mean(axis=0); any shift near the mean works
         shift = (np.ones(block.shape[0]) @ block) / block.shape[0]
     else:
         shift = block.mean(axis=0, dtype=np.float64).astype(block.dtype)
@@ -265,61 +316,98 @@ def _full_scatter(Xc, resp, mass, ws):
     return means_c, scatter
 
 
-def block_statistics(Xc, shift, resp, log_norm, sample_weight, covariance_type, workspace=None):
-    """Sufficient statistics of one centred block given its responsibilities."""
-    ws = workspace or Workspace()
+# Expanded second moments about the block mean (tied, diag, spherical) are computed in
+# float64 (also for float32 data, whose expansion would cancel), and what is below their
+# round-off floor is zero (a collapsed component has exactly zero scatter).
+def _as_float64(*arrays):
+    return [a if a.dtype == np.float64 else a.astype(np.float64) for a in arrays]
+
+
+def _block_means(first_moments, mass):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(mass[:, None] > 0, first_moments / mass[:, None], 0.0)
+
+
+def _moment_sums(Xc, resp, covariance_type, ws):
+    """Moment sums of a centred block for tied/diag/spherical, in float64.
+
+    Returns ``(sum_n r x, second)`` with ``second`` = ``sum_n r x^2`` (diag,
+    K x D), ``sum_n r |x|^2`` (spherical, K) or ``sum_n w_n x x^T`` (tied,
+    D x D, ``w_n`` the row's total responsibility). Sums about one shift add
+    across blocks.
+    """
+    Xc64, resp64 = _as_float64(Xc, resp)
+    if covariance_type == "tied":
+        weighted = Xc64 * (resp64 @ np.ones(resp64.shape[1]))[:, None]
+        return resp64.T @ Xc64, weighted.T @ Xc64
+    n_features = Xc.shape[1]
+    sums = resp64.T @ moment_columns(Xc64, covariance_type, ws)  # one GEMM: r x and r x^2 together
+    second = sums[:, n_features : 2 * n_features] if covariance_type == "diag" else sums[:, n_features]
+    return sums[:, :n_features], second
+
+
+def _expanded_scatter(covariance_type, mass, first, second):
+    """Means and scatters about them from moment sums (see :func:`_moment_sums`)."""
+    means_c = _block_means(first, mass)
+    if covariance_type == "tied":
+        # sum_k sum_n r_nk (x - m_k)(x - m_k)^T = sum_n w_n x x^T - sum_k N_k m_k m_k^T
+        scatter = second - (means_c * mass[:, None]).T @ means_c
+        floor = ROUNDOFF_FLOOR * np.sqrt(np.outer(np.diag(second), np.diag(second)))
+        return means_c, np.where(np.abs(scatter) <= floor, 0.0, scatter)
+    if covariance_type == "diag":
+        scatter = second - mass[:, None] * means_c**2
+    else:
+        scatter = second - mass * np.sum(means_c**2, axis=1)
+    floor = ROUNDOFF_FLOOR * second
+    return means_c, np.maximum(np.where(np.abs(scatter) <= floor, 0.0, scatter), 0.0)
+
+
+def _block_sums(Xc, resp, log_norm, sample_weight, covariance_type, ws):
+    """Everything a tied/diag/spherical block adds under a shared shift, as a tuple that adds."""
+    resp, mass = _weighted_mass(resp, sample_weight)
+    first, second = _moment_sums(Xc, resp, covariance_type, ws)
+    return (mass, first, second, _log_likelihood(log_norm, sample_weight),
+            _weight_sum(Xc, sample_weight), Xc.shape[0])
+
+
+def _stats_from_sums(covariance_type, shift, mass, first, second, log_likelihood, weight_sum, n_rows):
+    means_c, scatter = _expanded_scatter(covariance_type, mass, first, second)
+    means = np.where(mass[:, None] > 0, means_c + shift, 0.0)
+    return SufficientStats(covariance_type, mass, means, scatter, log_likelihood, weight_sum, n_rows)
+
+
+def _weighted_mass(resp, sample_weight):
     if sample_weight is not None:
         resp *= sample_weight.astype(resp.dtype)[:, None]  # resp is scratch: weight it in place
     if resp.dtype == np.float64:  # a GEMV: column sums of a C-ordered array are slow in NumPy
-        mass = np.ones(resp.shape[0]) @ resp
-    else:
-        mass = resp.sum(axis=0, dtype=np.float64)
-    if covariance_type == "full":
-        means_c, scatter = _full_scatter(Xc, resp, mass, ws)
-    else:
-        # Expanded second moments about the block mean: computed in float64 (also for
-        # float32 data, whose expansion would cancel), and what is below their
-        # round-off floor is zero (a collapsed component has exactly zero scatter).
-        Xc64 = Xc if Xc.dtype == np.float64 else Xc.astype(np.float64)
-        resp64 = resp if resp.dtype == np.float64 else resp.astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means_c = np.where(mass[:, None] > 0, (resp64.T @ Xc64) / mass[:, None], 0.0)
-        if covariance_type == "tied":
-            # sum_k sum_n r_nk (x - m_k)(x - m_k)^T = sum_n w_n x x^T - sum_k N_k m_k m_k^T,
-            # since every row's responsibilities sum to its weight: one GEMM instead of K.
-            weighted = Xc64 * resp64.sum(axis=1)[:, None]
-            second = weighted.T @ Xc64
-            scatter = second - (means_c * mass[:, None]).T @ means_c
-            floor = ROUNDOFF_FLOOR * np.sqrt(np.outer(np.diag(second), np.diag(second)))
-        else:
-            second = resp64.T @ (Xc64 * Xc64)
-            scatter = second - mass[:, None] * means_c**2
-            floor = ROUNDOFF_FLOOR * second
-            if covariance_type == "spherical":
-                scatter, floor = scatter.sum(axis=1), floor.sum(axis=1)
-        scatter = np.where(np.abs(scatter) <= floor, 0.0, scatter)
-        if covariance_type != "tied":
-            scatter = np.maximum(scatter, 0.0)
+        return resp, np.ones(resp.shape[0]) @ resp
+    return resp, resp.sum(axis=0, dtype=np.float64)
+
+
+def _log_likelihood(log_norm, sample_weight):
     if log_norm is None:
-        log_likelihood = 0.0
-    elif sample_weight is None:
-        log_likelihood = float(np.sum(log_norm, dtype=np.float64))
-    else:
-        used = sample_weight > 0
-        log_likelihood = float(
-            np.sum(sample_weight[used] * log_norm[used].astype(np.float64))
-        )
-    weight_sum = float(Xc.shape[0] if sample_weight is None else np.sum(sample_weight, dtype=np.float64))
+        return 0.0
+    if sample_weight is None:
+        return float(np.sum(log_norm, dtype=np.float64))
+    used = sample_weight > 0
+    return float(np.sum(sample_weight[used] * log_norm[used].astype(np.float64)))
+
+
+def _weight_sum(Xc, sample_weight):
+    return float(Xc.shape[0] if sample_weight is None else np.sum(sample_weight, dtype=np.float64))
+
+
+def block_statistics(Xc, shift, resp, log_norm, sample_weight, covariance_type, workspace=None):
+    """Sufficient statistics of one centred block given its responsibilities."""
+    ws = workspace or Workspace()
+    if covariance_type != "full":
+        return _stats_from_sums(covariance_type, shift,
+                                *_block_sums(Xc, resp, log_norm, sample_weight, covariance_type, ws))
+    resp, mass = _weighted_mass(resp, sample_weight)
+    means_c, scatter = _full_scatter(Xc, resp, mass, ws)
     means = np.where(mass[:, None] > 0, means_c + shift, 0.0)
-    return SufficientStats(
-        covariance_type,
-        mass,
-        means,
-        scatter,
-        log_likelihood,
-        weight_sum,
-        Xc.shape[0],
-    )
+    return SufficientStats(covariance_type, mass, means, scatter, _log_likelihood(log_norm, sample_weight),
+                           _weight_sum(Xc, sample_weight), Xc.shape[0])
 
 
 def chunk_statistics(
@@ -359,9 +447,50 @@ def chunk_statistics(
         Rows with NaN/inf are skipped and counted in ``n_nonfinite``.
     """
     X = np.asarray(X)
-    block_rows = block_rows or default_block_rows(n_components, X.shape[1], X.dtype.itemsize)
+    block_rows = block_rows or default_block_rows(n_components, X.shape[1], X.dtype.itemsize, covariance_type)
+    # tied/diag/spherical: every block is centred on the first block's mean, so their
+    # moment sums simply add and the chunk makes one SufficientStats, not one per block
+    # (per-block statistics and merges were a third of the work at D=16). Full
+    # covariances centre each block and each component exactly, and merge per block.
+    shared_shift = covariance_type != "full" and not track_worst
+    args = (X, sample_weight, assigner, covariance_type, n_components, row_offset, block_rows, track_worst)
+    total, sums, shift = _chunk_pass(*args, shared_shift)
+    if sums is not None:
+        stats = _stats_from_sums(covariance_type, shift, *sums)
+        if _expansion_loss(covariance_type, stats.resp_sum, sums[2], stats.scatter) <= SHARED_SHIFT_LOSS_LIMIT:
+            return total + stats
+        # Some component sits far from the chunk's first block relative to its spread
+        # (rows sorted or drifting along the chunk): centre every block on its own mean.
+        total, _, _ = _chunk_pass(*args, shared_shift=False)
+    return total
+
+
+# Largest factor by which a component's expanded second moment (about the chunk's
+# shift) may exceed its scatter before the chunk is redone with per-block centring:
+# 1e6 leaves ~10 of float64's 16 digits (scikit-learn expands diag/spherical
+# moments about the origin, which loses more).
+SHARED_SHIFT_LOSS_LIMIT = 1e6
+
+
+def _expansion_loss(covariance_type, mass, second, scatter):
+    """Largest ratio of expanded second moment to scatter over the components with mass."""
+    if covariance_type == "tied":
+        moment, spread = np.trace(second), np.trace(scatter)
+    elif covariance_type == "diag":
+        moment, spread = second[mass > 0].sum(axis=1), scatter[mass > 0].sum(axis=1)
+    else:
+        moment, spread = second[mass > 0], scatter[mass > 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(moment > 0, moment / spread, 1.0)
+    return float(np.max(ratio, initial=1.0))
+
+
+def _chunk_pass(X, sample_weight, assigner, covariance_type, n_components, row_offset, block_rows,
+                track_worst, shared_shift):
+    """The block loop of :func:`chunk_statistics`: (merged statistics, shared-shift sums or None, shift)."""
     workspace = Workspace()
     total = SufficientStats.empty(covariance_type, n_components, X.shape[1])
+    shift = sums = None
     for start in range(0, X.shape[0], block_rows):
         block = X[start : start + block_rows]
         weights = None if sample_weight is None else sample_weight[start : start + block_rows]
@@ -375,7 +504,12 @@ def chunk_statistics(
             first_bad = int(rows[~finite][0])
             block, rows = block[finite], rows[finite]
             weights = None if weights is None else weights[finite]
-        if block.shape[0]:
+        if block.shape[0] and shared_shift:
+            Xc, shift = centre_block(block, workspace, shift)
+            resp, log_norm = assigner.assign(Xc, shift, rows, workspace)
+            block_sums = _block_sums(Xc, resp, log_norm, weights, covariance_type, workspace)
+            sums = block_sums if sums is None else tuple(a + b for a, b in zip(sums, block_sums))
+        elif block.shape[0]:
             Xc, shift = centre_block(block, workspace)
             resp, log_norm = assigner.assign(Xc, shift, rows, workspace)
             stats = block_statistics(Xc, shift, resp, log_norm, weights, covariance_type, workspace)
@@ -390,7 +524,7 @@ def chunk_statistics(
                 n_nonfinite=n_bad,
                 first_nonfinite=first_bad,
             )
-    return total
+    return total, sums, shift
 
 
 def chunk_statistics_many(X, sample_weight, assigners, covariance_types, n_components, row_offset=0):
@@ -429,7 +563,8 @@ def _zeros_like_stats(stats):
 def _blockwise(X, params: GaussianParams, per_block, out):
     """Apply ``per_block(weighted_log_prob)`` block by block into ``out`` (no n x K temporaries)."""
     X = np.asarray(X)
-    block_rows = default_block_rows(params.n_components, X.shape[1], X.dtype.itemsize)
+    block_rows = default_block_rows(params.n_components, X.shape[1], X.dtype.itemsize,
+                                    params.covariance_type)
     workspace = Workspace()
     for start in range(0, X.shape[0], block_rows):
         Xc, shift = centre_block(X[start : start + block_rows], workspace)

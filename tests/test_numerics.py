@@ -74,3 +74,30 @@ def test_full_scatter_is_exact_near_and_far_from_the_block_centre(separation):
         expected = (diff * resp[:, k, None]).T @ diff
         np.testing.assert_allclose(means_c[k], mean, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(scatter[k], expected, rtol=1e-10, atol=1e-12 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical", "tied"])
+@pytest.mark.parametrize("drift", [0.0, 1e5])
+def test_chunk_moments_stay_exact_when_rows_drift_along_the_chunk(covariance_type, drift):
+    """tied/diag/spherical blocks share the chunk's first block's centre unless that would cost digits.
+
+    With rows sorted so the chunk's second half sits 1e5 sigma away, the shared
+    centre would lose ~10 digits; the chunk is then redone with per-block centres.
+    The reference is a two-pass weighted computation in float64.
+    """
+    from daskgmm.kernels import NearestCentreAssigner, chunk_statistics
+
+    rng = np.random.default_rng(1)
+    X = np.vstack([rng.normal(size=(5000, 3)), rng.normal(size=(5000, 3)) + drift])
+    centres = np.array([[0.0, 0, 0], [drift, drift, drift]]) + [[0.5, 0, 0], [0, 0, 0]]
+    stats = chunk_statistics(X, None, NearestCentreAssigner(centres), covariance_type, 2, block_rows=1000)
+    labels = np.argmin(((X[:, None, :] - centres[None]) ** 2).sum(axis=2), axis=1)
+    scatters = []
+    for k in range(2):
+        rows = X[labels == k]
+        mean = rows.mean(axis=0)
+        np.testing.assert_allclose(stats.means[k], mean, rtol=1e-12)
+        scatters.append(((rows - mean) ** 2).sum(axis=0) if covariance_type != "tied" else (rows - mean).T @ (rows - mean))
+    expected = {"diag": np.array(scatters), "spherical": np.array(scatters).sum(axis=1),
+                "tied": scatters[0] + scatters[1]}[covariance_type]
+    np.testing.assert_allclose(stats.scatter, expected, rtol=1e-9)
