@@ -325,9 +325,6 @@ def _full_scatter(Xc, resp, mass, ws):
     return means_c, scatter
 
 
-# Expanded second moments about the block mean (tied, diag, spherical) are computed in
-# float64 (also for float32 data, whose expansion would cancel), and what is below their
-# round-off floor is zero (a collapsed component has exactly zero scatter).
 def _as_float64(*arrays):
     return [a if a.dtype == np.float64 else a.astype(np.float64) for a in arrays]
 
@@ -357,7 +354,12 @@ def _moment_sums(Xc, resp, covariance_type, ws):
 
 
 def _expanded_scatter(covariance_type, mass, first, second):
-    """Means and scatters about them from moment sums (see :func:`_moment_sums`)."""
+    """Means and scatters about them from moment sums (see :func:`_moment_sums`).
+
+    The sums are float64 (also for float32 data, whose expansion would
+    cancel), and what is below their round-off floor is zero: a collapsed
+    component has exactly zero scatter.
+    """
     means_c = _block_means(first, mass)
     if covariance_type == "tied":
         # sum_k sum_n r_nk (x - m_k)(x - m_k)^T = sum_n w_n x x^T - sum_k N_k m_k m_k^T
