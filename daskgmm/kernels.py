@@ -39,6 +39,11 @@ ROUNDOFF_FLOOR = 64 * np.finfo(np.float64).eps
 # are best for them (2k: 1.3x slower with 2 threads).
 BLOCK_TEMPORARY_BYTES = 8 * 2**20
 MIN_BLOCK_ROWS, MAX_BLOCK_ROWS = 1024, 16384
+# Full-covariance whitening runs in column groups of at least this many features
+# (at most 4 groups), each a GEMM over only the features its triangular factors
+# use: 2 groups do 3/4 of the flops, 4 groups 5/8. Measured at D=64, K=16: 7%
+# faster per iteration; at D=16 a single GEMM is best.
+FEATURES_PER_WHITENING_GROUP = 16
 
 
 def default_block_rows(n_components, n_features, itemsize=8, covariance_type="full"):
@@ -95,18 +100,30 @@ def squared_mahalanobis(Xc, means_c, precisions_cholesky, covariance_type, works
     means_c = np.asarray(means_c, dtype=dtype)
     out = ws.get("log_prob", (n_samples, n_components), dtype)
     if covariance_type == "full":
-        # One GEMM whitens the block for all components and subtracts the
-        # whitened means: [X, 1] @ [[U_1 ... U_K], [-mu_1 U_1 ... -mu_K U_K]].
-        stacked = np.empty((n_features + 1, n_components * n_features), dtype=dtype)
-        stacked[:n_features] = chol.transpose(1, 0, 2).reshape(n_features, -1)
-        stacked[n_features] = -np.einsum("kd,kde->ke", means_c, chol).reshape(-1)
+        # GEMMs whiten the block for all components and subtract the whitened
+        # means: [1, X] @ [[-mu_1 U_1 ... -mu_K U_K], [U_1 ... U_K]]. U_k is upper
+        # triangular, so whitened coordinate j needs features 0..j only: each group
+        # of coordinates is one GEMM over the features it needs.
         augmented = ws.get("augmented", (n_samples, n_features + 1), dtype)
-        augmented[:, :n_features] = Xc
-        augmented[:, n_features] = 1
-        y = ws.get("whitened", (n_samples, n_components * n_features), dtype)
-        np.matmul(augmented, stacked, out=y)
-        y = y.reshape(n_samples, n_components, n_features)
-        return np.einsum("nkd,nkd->nk", y, y, out=out)
+        augmented[:, 0] = 1
+        augmented[:, 1:] = Xc
+        shifted = -np.einsum("kd,kde->ke", means_c, chol)  # (K, D)
+        upper = not np.any(np.tril(chol, -1))  # scikit-learn's factors are; others get one GEMM
+        parts = max(1, min(4, n_features // FEATURES_PER_WHITENING_GROUP)) if upper else 1
+        edges = np.linspace(0, n_features, parts + 1).astype(int)
+        for group, (low, high) in enumerate(zip(edges[:-1], edges[1:])):
+            width = high - low
+            stacked = np.empty((high + 1, n_components, width), dtype=dtype)
+            stacked[0] = shifted[:, low:high]
+            stacked[1:] = chol[:, :high, low:high].transpose(1, 0, 2)
+            y = ws.get(f"whitened{low}", (n_samples, n_components * width), dtype)
+            np.matmul(augmented[:, : high + 1], stacked.reshape(high + 1, -1), out=y)
+            y = y.reshape(n_samples, n_components, width)
+            if group == 0:
+                np.einsum("nkd,nkd->nk", y, y, out=out)
+            else:
+                out += np.einsum("nkd,nkd->nk", y, y)
+        return out
     cross = ws.get("cross", (n_samples, n_components), dtype)
     if covariance_type == "tied":
         # One shared whitening, then |y - m_k|^2 = |y|^2 - 2 y.m_k + |m_k|^2 with one

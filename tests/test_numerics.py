@@ -101,3 +101,41 @@ def test_chunk_moments_stay_exact_when_rows_drift_along_the_chunk(covariance_typ
     expected = {"diag": np.array(scatters), "spherical": np.array(scatters).sum(axis=1),
                 "tied": scatters[0] + scatters[1]}[covariance_type]
     np.testing.assert_allclose(stats.scatter, expected, rtol=1e-9)
+
+
+@pytest.mark.parametrize("n_features", [5, 16, 40, 64])
+def test_grouped_full_whitening_equals_the_direct_mahalanobis_distance(n_features):
+    """Whitening in column groups (D >= 32) skips only zeros of the triangular factors."""
+    from daskgmm.kernels import squared_mahalanobis
+
+    rng = np.random.default_rng(n_features)
+    K = 3
+    X = rng.normal(size=(500, n_features))
+    means = rng.normal(size=(K, n_features))
+    factors = rng.normal(size=(K, n_features, n_features))
+    covariances = factors @ factors.transpose(0, 2, 1) / n_features + np.eye(n_features)
+    precisions = np.linalg.inv(covariances)
+    precisions_cholesky = np.linalg.cholesky(precisions[:, ::-1, ::-1])[:, ::-1, ::-1]  # upper, P = U U^T
+    np.testing.assert_allclose(precisions_cholesky @ precisions_cholesky.transpose(0, 2, 1), precisions,
+                               rtol=1e-10, atol=1e-12)
+    assert np.allclose(np.tril(precisions_cholesky[0], -1), 0)
+    got = squared_mahalanobis(X, means, precisions_cholesky, "full").copy()
+    diff = X[:, None, :] - means[None]
+    expected = np.einsum("nkd,kde,nke->nk", diff, precisions, diff)
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+
+
+def test_whitening_with_lower_triangular_or_dense_factors_is_still_exact():
+    """Any U with U U^T = P gives the same distance: factors that are not upper triangular use one GEMM."""
+    from daskgmm.kernels import squared_mahalanobis
+
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(300, 40))
+    means = rng.normal(size=(2, 40))
+    factors = rng.normal(size=(2, 40, 40)) / 40 + np.eye(40)  # dense, P = F F^T
+    lower = np.linalg.cholesky(factors @ factors.transpose(0, 2, 1))
+    diff = X[:, None, :] - means[None]
+    for chol in (factors, lower):
+        precisions = chol @ chol.transpose(0, 2, 1)
+        expected = np.einsum("nkd,kde,nke->nk", diff, precisions, diff)
+        np.testing.assert_allclose(squared_mahalanobis(X, means, chol, "full"), expected, rtol=1e-10)
