@@ -39,11 +39,18 @@ ROUNDOFF_FLOOR = 64 * np.finfo(np.float64).eps
 # are best for them (2k: 1.3x slower with 2 threads).
 BLOCK_TEMPORARY_BYTES = 8 * 2**20
 MIN_BLOCK_ROWS, MAX_BLOCK_ROWS = 1024, 16384
-# Full-covariance whitening runs in column groups of at least this many features
-# (at most 4 groups), each a GEMM over only the features its triangular factors
-# use: 2 groups do 3/4 of the flops, 4 groups 5/8. Measured at D=64, K=16: 7%
-# faster per iteration; at D=16 a single GEMM is best.
-FEATURES_PER_WHITENING_GROUP = 16
+# Full-covariance whitening and scatters run in feature groups of at least this
+# many features (at most 4 groups), each a GEMM over only the part of a triangle
+# it needs: 2 groups do 3/4 of the flops, 4 groups 5/8. Measured at D=64, K=16:
+# 16% faster per chunk than single GEMMs; at D=16 one GEMM is best.
+FEATURES_PER_GROUP = 16
+
+
+def feature_groups(group_features, n_features):
+    """``(low, high)`` feature ranges: one per ``FEATURES_PER_GROUP`` of ``group_features``, at most 4."""
+    parts = max(1, min(4, group_features // FEATURES_PER_GROUP))
+    edges = np.linspace(0, n_features, parts + 1).astype(int)
+    return list(zip(edges[:-1], edges[1:]))
 
 
 def default_block_rows(n_components, n_features, itemsize=8, covariance_type="full"):
@@ -109,9 +116,7 @@ def squared_mahalanobis(Xc, means_c, precisions_cholesky, covariance_type, works
         augmented[:, 1:] = Xc
         shifted = -np.einsum("kd,kde->ke", means_c, chol)  # (K, D)
         upper = not np.any(np.tril(chol, -1))  # scikit-learn's factors are; others get one GEMM
-        parts = max(1, min(4, n_features // FEATURES_PER_WHITENING_GROUP)) if upper else 1
-        edges = np.linspace(0, n_features, parts + 1).astype(int)
-        for group, (low, high) in enumerate(zip(edges[:-1], edges[1:])):
+        for group, (low, high) in enumerate(feature_groups(n_features if upper else 1, n_features)):
             width = high - low
             stacked = np.empty((high + 1, n_components, width), dtype=dtype)
             stacked[0] = shifted[:, low:high]
@@ -320,11 +325,16 @@ def _full_scatter(Xc, resp, mass, ws):
     with np.errstate(invalid="ignore", divide="ignore"):
         means_c = np.where(mass[:, None] > 0, (resp.T @ Xc) / mass[:, None], 0.0)
     if Xc.dtype == np.float64:
-        # sum_n r_nk x_n x_n^T for every k in one GEMM: [r_1k x_1 ... r_nk x_n]_k @ X, with
-        # the weighting done component- and feature-major so its inner loop runs over rows.
-        weighted = ws.get("weighted_all", (n_components, n_features, n_samples), Xc.dtype)
-        np.multiply(np.ascontiguousarray(resp.T)[:, None, :], np.ascontiguousarray(Xc.T)[None], out=weighted)
-        second = (weighted.reshape(-1, n_samples) @ Xc).reshape(n_components, n_features, n_features)
+        # sum_n r_nk x_n x_n^T for every k: [r_nk x_nd]_(d,k) @ X, the weighting done
+        # feature- and component-major so its inner loop runs over rows; per group of
+        # rows only the columns of the upper triangle (then mirrored).
+        weighted = ws.get("weighted_all", (n_features, n_components, n_samples), Xc.dtype)
+        np.multiply(np.ascontiguousarray(Xc.T)[:, None, :], np.ascontiguousarray(resp.T)[None], out=weighted)
+        second = np.empty((n_components, n_features, n_features))
+        for low, high in feature_groups(n_features, n_features):  # row groups: columns low.. only
+            block = weighted[low:high].reshape(-1, n_samples) @ Xc[:, low:]
+            second[:, low:high, low:] = block.reshape(high - low, n_components, -1).transpose(1, 0, 2)
+        second = np.triu(second) + np.swapaxes(np.triu(second, 1), 1, 2)
         scatter = second - mass[:, None, None] * (means_c[:, :, None] * means_c[:, None, :])
         loss = np.trace(second, axis1=1, axis2=2)
         exact = np.trace(scatter, axis1=1, axis2=2) * EXPANSION_LOSS_LIMIT

@@ -49,8 +49,9 @@ def test_duplicated_points_with_reg_covar_stay_finite():
     assert np.isfinite(gmm.score(X))
 
 
+@pytest.mark.parametrize("n_features", [5, 40])  # 40: scatters computed in two triangle groups
 @pytest.mark.parametrize("separation", [0.5, 3.0, 1e5])
-def test_full_scatter_is_exact_near_and_far_from_the_block_centre(separation):
+def test_full_scatter_is_exact_near_and_far_from_the_block_centre(separation, n_features):
     """Full scatters use the one-GEMM expanded form only while it keeps ~13 digits.
 
     A component 1e5 sigma from the block's centre would lose ~10 digits in the
@@ -60,7 +61,7 @@ def test_full_scatter_is_exact_near_and_far_from_the_block_centre(separation):
     from daskgmm.kernels import Workspace, _full_scatter
 
     rng = np.random.default_rng(0)
-    X = np.vstack([rng.normal(size=(3000, 5)), rng.normal(size=(3000, 5)) * 0.01 + separation])
+    X = np.vstack([rng.normal(size=(3000, n_features)), rng.normal(size=(3000, n_features)) * 0.01 + separation])
     Xc = X - X.mean(axis=0)
     resp = rng.dirichlet([1.0, 1.0, 1.0], size=len(X))
     resp[3000:] = [0.0, 0.0, 1.0]  # the far, narrow cluster is component 2's alone
