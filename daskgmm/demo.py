@@ -45,15 +45,11 @@ def _dataset(path, n, weights, means, covariances):
 
 
 def _plots(gmm, X, folder):
-    try:
-        import matplotlib
+    from .plot import file_pyplot, plot_components, plot_convergence
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("plots skipped: matplotlib is not installed (pip install 'daskgmm[plot]')")
+    plt = file_pyplot()
+    if plt is None:
         return
-    from .plot import plot_components, plot_convergence
 
     for name, draw in (("convergence", plot_convergence), ("components", None)):
         fig, ax = plt.subplots(figsize=(6, 4.5))

@@ -110,6 +110,27 @@ def start_for(init_params, n_components, covariance_type, reg_covar, data: RowDa
     return params_from_points(sample[index], covariance_type, reg_covar, weight_sum, data.dtype)
 
 
+def finish_starts(data: RowData, starts, covariance_types, n_components, reg_covar, split_every):
+    """Turn every assigner among ``starts`` into parameters, all in one shared pass.
+
+    ``starts`` are what :func:`start_for` returned; parameters pass through.
+    A start whose M-step fails becomes the ``ValueError`` it raised, for the
+    caller to raise or record.
+    """
+    starts = list(starts)
+    pending = [i for i, start in enumerate(starts) if not isinstance(start, GaussianParams)]
+    if not pending:
+        return starts
+    stats = statistics_pass_many(data, [starts[i] for i in pending], [covariance_types[i] for i in pending],
+                                 [n_components[i] for i in pending], split_every)
+    for i, pass_stats in zip(pending, stats):
+        try:
+            starts[i] = m_step(pass_stats, reg_covar, data.dtype, normalize_weights=False)
+        except ValueError as error:
+            starts[i] = error
+    return starts
+
+
 def initial_parameters(
     data: RowData,
     *,
@@ -147,12 +168,11 @@ def initial_parameters(
                     sample, weights = all_rows
             starts.append(start_for(init_params, n_components, covariance_type, reg_covar, data,
                                     random_state, sample, weights))
-        pending = [i for i, start in enumerate(starts) if not isinstance(start, GaussianParams)]
-        if pending:
-            stats = statistics_pass_many(data, [starts[i] for i in pending], [covariance_type] * len(pending),
-                                         [n_components] * len(pending), split_every)
-            for i, pass_stats in zip(pending, stats):
-                starts[i] = m_step(pass_stats, reg_covar, data.dtype, normalize_weights=False)
+        starts = finish_starts(data, starts, [covariance_type] * count, [n_components] * count,
+                               reg_covar, split_every)
+        for start in starts:
+            if isinstance(start, ValueError):
+                raise start
     return [_with_user_arrays(start, covariance_type, weights_init, means_init, precisions_init)
             for start in starts]
 

@@ -13,6 +13,19 @@ from __future__ import annotations
 import numpy as np
 
 
+def file_pyplot():
+    """``matplotlib.pyplot`` drawing to files (Agg backend), or None with a hint printed if missing."""
+    try:
+        import matplotlib
+    except ImportError:
+        print("plots skipped: matplotlib is not installed (pip install 'daskgmm[plot]')")
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _axes(ax):
     import matplotlib.pyplot as plt
 

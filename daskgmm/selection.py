@@ -23,7 +23,7 @@ from sklearn.utils import check_random_state
 from .data import RowData, as_dask_rows, as_sample_weight
 from .engine import DEFAULT_SPLIT_EVERY, FitResult, place_data, statistics_pass_many
 from .estimator import GaussianMixture
-from .init import DEFAULT_INIT_SAMPLE_SIZE, draw_sample, start_for
+from .init import DEFAULT_INIT_SAMPLE_SIZE, draw_sample, finish_starts, start_for
 from .kernels import GaussianAssigner
 from .params import GaussianParams, m_step
 
@@ -138,25 +138,17 @@ def _initial_params(candidates, data, reg_covar, random_state, sample_size, spli
     if any(c.init_params != "random" for c in candidates):
         sample, weights = draw_sample(data, sample_size, random_state)
         passes += 1
-    pending = []  # (candidate, assigner): starts that need a pass over the data
-    for c in candidates:
-        start = start_for(c.init_params, c.n_components, c.covariance_type, reg_covar, data,
-                          random_state, sample, weights)
-        if isinstance(start, GaussianParams):
-            c.initial_params = start
-        else:
-            pending.append((c, start))
-    if pending:
-        stats = statistics_pass_many(
-            data, [a for _, a in pending], [c.covariance_type for c, _ in pending],
-            [c.n_components for c, _ in pending], split_every,
-        )
+    starts = [start_for(c.init_params, c.n_components, c.covariance_type, reg_covar, data, random_state,
+                        sample, weights) for c in candidates]
+    if not all(isinstance(start, GaussianParams) for start in starts):
         passes += 1
-        for (c, _), s in zip(pending, stats):
-            try:
-                c.initial_params = m_step(s, reg_covar, data.dtype, normalize_weights=False)
-            except ValueError as error:
-                c.error = str(error)
+    starts = finish_starts(data, starts, [c.covariance_type for c in candidates],
+                           [c.n_components for c in candidates], reg_covar, split_every)
+    for c, start in zip(candidates, starts):
+        if isinstance(start, ValueError):
+            c.error = str(start)
+        else:
+            c.initial_params = start
     return passes
 
 

@@ -24,6 +24,7 @@ import zarr
 from sklearn.datasets import load_sample_image
 
 from daskgmm import GaussianMixture, open_array
+from daskgmm.plot import file_pyplot
 
 TILE = 512
 
@@ -41,13 +42,8 @@ def segment_photo(photo, n_components):
 
 
 def save_side_by_side(photo, segmented, path):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("(pip install 'daskgmm[plot]' for the picture)")
+    plt = file_pyplot()
+    if plt is None:
         return
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     for ax, image, title in zip(axes, (photo, segmented), ("photograph", "segmented by colour")):

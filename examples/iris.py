@@ -16,6 +16,7 @@ from sklearn.datasets import load_iris
 from sklearn.metrics import adjusted_rand_score
 
 from daskgmm import GaussianMixture
+from daskgmm.plot import file_pyplot, plot_components
 
 
 def main():
@@ -44,16 +45,9 @@ def main():
     print(f"adjusted Rand index against the species: {adjusted_rand_score(iris.target, labels):.3f}")
     print(f"BIC {gmm.bic(X):.1f}, converged {gmm.converged_} after {gmm.n_iter_} iterations")
 
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("(pip install 'daskgmm[plot]' for the picture)")
+    plt = file_pyplot()
+    if plt is None:
         return
-    from daskgmm.plot import plot_components
-
     ax = plot_components(gmm, X)
     ax.set_xlabel("sepal length (cm)")
     ax.set_ylabel("sepal width (cm)")

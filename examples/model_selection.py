@@ -17,6 +17,7 @@ import numpy as np
 from sklearn.datasets import make_blobs
 
 from daskgmm import select_model
+from daskgmm.plot import file_pyplot, plot_components
 
 
 def stretched_blobs(n_samples, random_state=0):
@@ -44,16 +45,9 @@ def main():
         print(f"  {covariance_type:>9}: K={gmm.n_components:>2}  BIC {gmm.bic(X):10.1f}  "
               f"({gmm.n_iter_} iterations)")
 
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("(pip install 'daskgmm[plot]' for the pictures)")
+    plt = file_pyplot()
+    if plt is None:
         return
-    from daskgmm.plot import plot_components
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ax = result.plot()
