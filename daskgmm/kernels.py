@@ -103,7 +103,6 @@ def squared_mahalanobis(Xc, means_c, precisions_cholesky, covariance_type, works
     dtype = Xc.dtype
     n_samples, n_features = Xc.shape
     n_components = means_c.shape[0]
-    chol = np.asarray(precisions_cholesky, dtype=dtype)
     means_c = np.asarray(means_c, dtype=dtype)
     out = ws.get("log_prob", (n_samples, n_components), dtype)
     if covariance_type == "full":
@@ -114,16 +113,10 @@ def squared_mahalanobis(Xc, means_c, precisions_cholesky, covariance_type, works
         augmented = ws.get("augmented", (n_samples, n_features + 1), dtype)
         augmented[:, 0] = 1
         augmented[:, 1:] = Xc
-        shifted = -np.einsum("kd,kde->ke", means_c, chol)  # (K, D)
-        upper = not np.any(np.tril(chol, -1))  # scikit-learn's factors are; others get one GEMM
-        for group, (low, high) in enumerate(feature_groups(n_features if upper else 1, n_features)):
-            width = high - low
-            stacked = np.empty((high + 1, n_components, width), dtype=dtype)
-            stacked[0] = shifted[:, low:high]
-            stacked[1:] = chol[:, :high, low:high].transpose(1, 0, 2)
-            y = ws.get(f"whitened{low}", (n_samples, n_components * width), dtype)
-            np.matmul(augmented[:, : high + 1], stacked.reshape(high + 1, -1), out=y)
-            y = y.reshape(n_samples, n_components, width)
+        for group, (high, stacked) in enumerate(_whitening_matrices(means_c, precisions_cholesky, dtype, ws)):
+            y = ws.get(f"whitened{group}", (n_samples, stacked.shape[1]), dtype)
+            np.matmul(augmented[:, : high + 1], stacked, out=y)
+            y = y.reshape(n_samples, n_components, -1)
             if group == 0:
                 np.einsum("nkd,nkd->nk", y, y, out=out)
             else:
@@ -131,6 +124,7 @@ def squared_mahalanobis(Xc, means_c, precisions_cholesky, covariance_type, works
         return out
     cross = ws.get("cross", (n_samples, n_components), dtype)
     if covariance_type == "tied":
+        chol = np.asarray(precisions_cholesky, dtype=dtype)
         # One shared whitening, then |y - m_k|^2 = |y|^2 - 2 y.m_k + |m_k|^2 with one
         # more GEMM (rows are centred on the block mean, so the expansion is benign).
         whitened = ws.get("tied", (n_samples, n_features), dtype)
@@ -143,6 +137,30 @@ def squared_mahalanobis(Xc, means_c, precisions_cholesky, covariance_type, works
         np.maximum(cross, 0, out=out)
         return out
     raise ValueError(f"squared_mahalanobis handles 'full' and 'tied', not {covariance_type!r}")
+
+
+def _whitening_matrices(means_c, precisions_cholesky, dtype, ws):
+    """``[(high, [[-mu_k U_k], [U_k]] for the group's columns)]`` per feature group, cached per parameters and shift.
+
+    Blocks centred on one shift share them (a chunk computes them once).
+    """
+    key = (means_c.tobytes(), np.dtype(dtype).str)
+    cached = ws.cache.get("whitening")
+    if cached is not None and cached[0] is precisions_cholesky and cached[1] == key:
+        return cached[2]
+    chol = np.asarray(precisions_cholesky, dtype=dtype)
+    n_components, n_features = means_c.shape
+    shifted = -np.einsum("kd,kde->ke", means_c, chol)  # (K, D)
+    upper = not np.any(np.tril(chol, -1))  # scikit-learn's factors are; others get one GEMM
+    matrices = []
+    for low, high in feature_groups(n_features if upper else 1, n_features):
+        stacked = np.empty((high + 1, n_components, high - low), dtype=dtype)
+        stacked[0] = shifted[:, low:high]
+        stacked[1:] = chol[:, :high, low:high].transpose(1, 0, 2)
+        matrices.append((high, stacked.reshape(high + 1, -1)))
+    # the factors are held (not just their id) so the identity test cannot match a new array
+    ws.cache["whitening"] = (precisions_cholesky, key, matrices)
+    return matrices
 
 
 def moment_columns(Xc, covariance_type, workspace=None):
@@ -310,46 +328,111 @@ def random_responsibilities(seed, n_components, rows):
     return out
 
 
-# A full scatter may come from the expanded form sum r x x^T - N m m^T (one large
-# GEMM for all components) when the expanded moment's trace is at most this
-# many times the scatter's: float64 then loses at most ~3 of its 16 digits.
-# Components farther from the block's centre, relative to their spread, are
-# recomputed exactly centred.
+# A full block's statistics come from the expanded form sum r x x^T - N m m^T
+# (GEMMs for all components) when, for that component, the expanded moment's trace
+# is at most this many times the scatter's: float64 then loses at most ~3 of its
+# 16 digits, and so does the sum over a chunk's blocks (its ratio is at most the
+# largest block's). Components farther from the shift, relative to their spread,
+# are computed exactly centred on their block mean instead.
 EXPANSION_LOSS_LIMIT = 1e3
 
 
-def _full_scatter(Xc, resp, mass, ws):
-    """Component means (block-centred) and scatters about them, shape (K, D) and (K, D, D)."""
+def _second_moment_groups(n_components, n_features):
+    """``(low, high, offset)`` of each feature group's part of a packed second moment, and the total size."""
+    parts, offset = [], 0
+    for low, high in feature_groups(n_features, n_features):
+        parts.append((low, high, offset))
+        offset += (high - low) * n_components * (n_features - low)
+    return parts, offset
+
+
+def _packed_second_moment(Xc, resp, ws):
+    """``sum_n r_nk x_n x_n^T`` of every component, packed (float64 data only).
+
+    Per feature group (rows ``low:high``) only columns ``low:`` (the upper
+    triangle's) are computed: one GEMM of the responsibility-weighted rows,
+    feature- and component-major so the weighting's inner loop runs over rows,
+    with the weighted copy only one group wide (it stays in cache). The packed
+    vector adds across blocks; :func:`_unpack_second_moment` mirrors it.
+    """
     n_samples, n_features = Xc.shape
     n_components = resp.shape[1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means_c = np.where(mass[:, None] > 0, (resp.T @ Xc) / mass[:, None], 0.0)
+    rows_t, resp_t = np.ascontiguousarray(Xc.T), np.ascontiguousarray(resp.T)
+    groups, size = _second_moment_groups(n_components, n_features)
+    packed = np.empty(size)
+    for low, high, offset in groups:
+        width = (high - low) * n_components
+        weighted = ws.get("weighted", (high - low, n_components, n_samples), Xc.dtype)
+        np.multiply(rows_t[low:high, None, :], resp_t[None], out=weighted)
+        part = packed[offset : offset + width * (n_features - low)].reshape(width, n_features - low)
+        np.matmul(weighted.reshape(width, n_samples), Xc[:, low:], out=part)
+    return packed
+
+
+def _packed_parts(packed, n_components, n_features):
+    """Views ``(low, high, part)`` of a packed second moment, ``part`` of shape (high - low, K, D - low)."""
+    groups, _ = _second_moment_groups(n_components, n_features)
+    for low, high, offset in groups:
+        size = (high - low) * n_components * (n_features - low)
+        yield low, high, packed[offset : offset + size].reshape(high - low, n_components, n_features - low)
+
+
+def _packed_traces(packed, n_components, n_features):
+    """Trace of every component's packed second moment, shape (K,)."""
+    traces = np.zeros(n_components)
+    for low, high, part in _packed_parts(packed, n_components, n_features):
+        diagonal = np.arange(high - low)
+        traces += part[diagonal, :, diagonal].sum(axis=0)
+    return traces
+
+
+def _unpack_second_moment(packed, n_components, n_features):
+    """The (K, D, D) symmetric second moments of a packed vector."""
+    second = np.zeros((n_components, n_features, n_features))
+    for low, high, part in _packed_parts(packed, n_components, n_features):
+        second[:, low:high, low:] = part.transpose(1, 0, 2)
+    return np.triu(second) + np.swapaxes(np.triu(second, 1), 1, 2)
+
+
+def _full_moment_sums(Xc, shift, resp, mass, ws):
+    """``(N_k, sum_n r x, packed sum_n r x x^T, exact)`` of a full-covariance block, in float64.
+
+    Components whose expanded form would cost more than 3 digits (far from the
+    shift relative to their spread, or collapsed), and all components of float32
+    data (whose products would lose too much), are left out of the sums and
+    returned in ``exact``: statistics centred exactly on the component's block
+    mean (None when there are none); their mass is then zero in ``N_k``.
+    """
+    n_samples, n_features = Xc.shape
+    n_components = resp.shape[1]
+    first = resp.T @ Xc
     if Xc.dtype == np.float64:
-        # sum_n r_nk x_n x_n^T for every k: [r_nk x_nd]_(d,k) @ X, the weighting done
-        # feature- and component-major so its inner loop runs over rows; per group of
-        # rows only the columns of the upper triangle (then mirrored).
-        weighted = ws.get("weighted_all", (n_features, n_components, n_samples), Xc.dtype)
-        np.multiply(np.ascontiguousarray(Xc.T)[:, None, :], np.ascontiguousarray(resp.T)[None], out=weighted)
-        second = np.empty((n_components, n_features, n_features))
-        for low, high in feature_groups(n_features, n_features):  # row groups: columns low.. only
-            block = weighted[low:high].reshape(-1, n_samples) @ Xc[:, low:]
-            second[:, low:high, low:] = block.reshape(high - low, n_components, -1).transpose(1, 0, 2)
-        second = np.triu(second) + np.swapaxes(np.triu(second, 1), 1, 2)
-        scatter = second - mass[:, None, None] * (means_c[:, :, None] * means_c[:, None, :])
-        loss = np.trace(second, axis1=1, axis2=2)
-        exact = np.trace(scatter, axis1=1, axis2=2) * EXPANSION_LOSS_LIMIT
-        redo = np.flatnonzero((mass > 0) & ~(loss <= exact))
-    else:  # float32 products would lose too much in the expansion
-        scatter = np.zeros((n_components, n_features, n_features))
+        packed = _packed_second_moment(Xc, resp, ws)
+        moment = _packed_traces(packed, n_components, n_features)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            spread = moment - np.sum(first**2, axis=1) / mass
+        redo = np.flatnonzero((mass > 0) & ~(moment <= EXPANSION_LOSS_LIMIT * spread))
+    else:
+        packed = np.zeros(_second_moment_groups(n_components, n_features)[1])
         redo = np.flatnonzero(mass > 0)
+    first = first.astype(np.float64)
+    if redo.size == 0:
+        return mass, first, packed, None
+    exact = SufficientStats.empty("full", n_components, n_features)
+    mass = mass.copy()
     diff = ws.get("diff", Xc.shape, Xc.dtype)
-    weighted_rows = ws.get("weighted", Xc.shape, Xc.dtype)
+    weighted_rows = ws.get("weighted_rows", Xc.shape, Xc.dtype)
     for k in redo:  # exactly centred on the component's block mean: no cancellation
-        np.subtract(Xc, means_c[k].astype(Xc.dtype), out=diff)
+        mean_c = first[k] / mass[k]
+        np.subtract(Xc, mean_c.astype(Xc.dtype), out=diff)
         np.multiply(diff, resp[:, k, None], out=weighted_rows)
-        scatter[k] = weighted_rows.T @ diff
-    scatter[mass <= 0] = 0.0
-    return means_c, scatter
+        exact.scatter[k] = weighted_rows.T @ diff
+        exact.resp_sum[k] = mass[k]
+        exact.means[k] = mean_c + shift
+        mass[k] = first[k] = 0.0
+        for _, _, part in _packed_parts(packed, n_components, n_features):
+            part[:, k] = 0.0
+    return mass, first, packed, exact
 
 
 def _as_float64(*arrays):
@@ -362,7 +445,7 @@ def _block_means(first_moments, mass):
 
 
 def _moment_sums(Xc, resp, covariance_type, ws):
-    """Moment sums of a centred block for tied/diag/spherical, in float64.
+    """Moment sums of a centred tied/diag/spherical block, in float64.
 
     Returns ``(sum_n r x, second)`` with ``second`` = ``sum_n r x^2`` (diag,
     K x D), ``sum_n r |x|^2`` (spherical, K) or ``sum_n w_n x x^T`` (tied,
@@ -388,6 +471,13 @@ def _expanded_scatter(covariance_type, mass, first, second):
     component has exactly zero scatter.
     """
     means_c = _block_means(first, mass)
+    if covariance_type == "full":
+        n_components, n_features = first.shape
+        second = _unpack_second_moment(second, n_components, n_features)
+        scatter = second - mass[:, None, None] * (means_c[:, :, None] * means_c[:, None, :])
+        diagonal = np.diagonal(second, axis1=1, axis2=2)
+        floor = ROUNDOFF_FLOOR * np.sqrt(diagonal[:, :, None] * diagonal[:, None, :])
+        return means_c, np.where(np.abs(scatter) <= floor, 0.0, scatter)
     if covariance_type == "tied":
         # sum_k sum_n r_nk (x - m_k)(x - m_k)^T = sum_n w_n x x^T - sum_k N_k m_k m_k^T
         scatter = second - (means_c * mass[:, None]).T @ means_c
@@ -401,18 +491,34 @@ def _expanded_scatter(covariance_type, mass, first, second):
     return means_c, np.maximum(np.where(np.abs(scatter) <= floor, 0.0, scatter), 0.0)
 
 
-def _block_sums(Xc, resp, log_norm, sample_weight, covariance_type, ws):
-    """Everything a tied/diag/spherical block adds under a shared shift, as a tuple that adds."""
+def _block_sums(Xc, shift, resp, log_norm, sample_weight, covariance_type, ws):
+    """Everything a block adds under a shared shift, as a tuple that adds (see :func:`_add_sums`).
+
+    ``(mass, sum r x, second moments, log-likelihood, weight sum, rows, exact)``;
+    ``exact`` holds full-covariance components computed exactly centred
+    (see :func:`_full_moment_sums`), None for the others.
+    """
     resp, mass = _weighted_mass(resp, sample_weight)
-    first, second = _moment_sums(Xc, resp, covariance_type, ws)
+    if covariance_type == "full":
+        mass, first, second, exact = _full_moment_sums(Xc, shift, resp, mass, ws)
+    else:
+        (first, second), exact = _moment_sums(Xc, resp, covariance_type, ws), None
     return (mass, first, second, _log_likelihood(log_norm, sample_weight),
-            _weight_sum(Xc, sample_weight), Xc.shape[0])
+            _weight_sum(Xc, sample_weight), Xc.shape[0], exact)
 
 
-def _stats_from_sums(covariance_type, shift, mass, first, second, log_likelihood, weight_sum, n_rows):
+def _add_sums(a, b):
+    """Element-wise sum of two :func:`_block_sums` tuples (None is nothing)."""
+    if a is None:
+        return b
+    return tuple(x if y is None else y if x is None else x + y for x, y in zip(a, b))
+
+
+def _stats_from_sums(covariance_type, shift, mass, first, second, log_likelihood, weight_sum, n_rows, exact):
     means_c, scatter = _expanded_scatter(covariance_type, mass, first, second)
     means = np.where(mass[:, None] > 0, means_c + shift, 0.0)
-    return SufficientStats(covariance_type, mass, means, scatter, log_likelihood, weight_sum, n_rows)
+    stats = SufficientStats(covariance_type, mass, means, scatter, log_likelihood, weight_sum, n_rows)
+    return stats if exact is None else stats + exact
 
 
 def _weighted_mass(resp, sample_weight):
@@ -439,14 +545,8 @@ def _weight_sum(Xc, sample_weight):
 def block_statistics(Xc, shift, resp, log_norm, sample_weight, covariance_type, workspace=None):
     """Sufficient statistics of one centred block given its responsibilities."""
     ws = workspace or Workspace()
-    if covariance_type != "full":
-        return _stats_from_sums(covariance_type, shift,
-                                *_block_sums(Xc, resp, log_norm, sample_weight, covariance_type, ws))
-    resp, mass = _weighted_mass(resp, sample_weight)
-    means_c, scatter = _full_scatter(Xc, resp, mass, ws)
-    means = np.where(mass[:, None] > 0, means_c + shift, 0.0)
-    return SufficientStats(covariance_type, mass, means, scatter, _log_likelihood(log_norm, sample_weight),
-                           _weight_sum(Xc, sample_weight), Xc.shape[0])
+    return _stats_from_sums(covariance_type, shift,
+                            *_block_sums(Xc, shift, resp, log_norm, sample_weight, covariance_type, ws))
 
 
 def chunk_statistics(
@@ -487,16 +587,19 @@ def chunk_statistics(
     """
     X = np.asarray(X)
     block_rows = block_rows or default_block_rows(n_components, X.shape[1], X.dtype.itemsize, covariance_type)
-    # tied/diag/spherical: every block is centred on the first block's mean, so their
-    # moment sums simply add and the chunk makes one SufficientStats, not one per block
-    # (per-block statistics and merges were a third of the work at D=16). Full
-    # covariances centre each block and each component exactly, and merge per block.
-    shared_shift = covariance_type != "full" and not track_worst
+    # Every block is centred on the first block's mean, so their moment sums simply
+    # add and the chunk makes one SufficientStats, not one per block (per-block
+    # statistics and merges were a third of the work at D=16, and at D=64 full a
+    # tenth). Full covariances guard their digits per block and component instead.
+    shared_shift = not track_worst
     args = (X, sample_weight, assigner, covariance_type, n_components, row_offset, block_rows, track_worst)
     total, sums, shift = _chunk_pass(*args, shared_shift)
     if sums is not None:
         stats = _stats_from_sums(covariance_type, shift, *sums)
-        if _expansion_loss(covariance_type, stats.resp_sum, sums[2], stats.scatter) <= SHARED_SHIFT_LOSS_LIMIT:
+        # (full: already guarded per block and component, and a sum of blocks loses no more)
+        if covariance_type == "full" or _expansion_loss(
+            covariance_type, stats.resp_sum, sums[2], stats.scatter
+        ) <= SHARED_SHIFT_LOSS_LIMIT:
             return total + stats
         # Some component sits far from the chunk's first block relative to its spread
         # (rows sorted or drifting along the chunk): centre every block on its own mean.
@@ -546,8 +649,7 @@ def _chunk_pass(X, sample_weight, assigner, covariance_type, n_components, row_o
         if block.shape[0] and shared_shift:
             Xc, shift = centre_block(block, workspace, shift)
             resp, log_norm = assigner.assign(Xc, shift, rows, workspace)
-            block_sums = _block_sums(Xc, resp, log_norm, weights, covariance_type, workspace)
-            sums = block_sums if sums is None else tuple(a + b for a, b in zip(sums, block_sums))
+            sums = _add_sums(sums, _block_sums(Xc, shift, resp, log_norm, weights, covariance_type, workspace))
         elif block.shape[0]:
             Xc, shift = centre_block(block, workspace)
             resp, log_norm = assigner.assign(Xc, shift, rows, workspace)

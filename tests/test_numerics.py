@@ -58,7 +58,7 @@ def test_full_scatter_is_exact_near_and_far_from_the_block_centre(separation, n_
     expanded form; it is recomputed exactly centred. The reference is NumPy's
     two-pass weighted covariance of the same rows.
     """
-    from daskgmm.kernels import Workspace, _full_scatter
+    from daskgmm.kernels import block_statistics
 
     rng = np.random.default_rng(0)
     X = np.vstack([rng.normal(size=(3000, n_features)), rng.normal(size=(3000, n_features)) * 0.01 + separation])
@@ -68,22 +68,24 @@ def test_full_scatter_is_exact_near_and_far_from_the_block_centre(separation, n_
     resp[:3000, 2] = 0.0
     resp[:3000] /= resp[:3000].sum(axis=1, keepdims=True)
     mass = resp.sum(axis=0)
-    means_c, scatter = _full_scatter(Xc, resp, mass, Workspace())
+    stats = block_statistics(Xc, np.zeros(n_features), resp.copy(), None, None, "full")
+    np.testing.assert_allclose(stats.resp_sum, mass, rtol=1e-13)
     for k in range(3):
         mean = resp[:, k] @ Xc / mass[k]
         diff = Xc - mean
         expected = (diff * resp[:, k, None]).T @ diff
-        np.testing.assert_allclose(means_c[k], mean, rtol=1e-12, atol=1e-14)
-        np.testing.assert_allclose(scatter[k], expected, rtol=1e-10, atol=1e-12 * np.abs(expected).max())
+        np.testing.assert_allclose(stats.means[k], mean, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(stats.scatter[k], expected, rtol=1e-10, atol=1e-12 * np.abs(expected).max())
 
 
-@pytest.mark.parametrize("covariance_type", ["diag", "spherical", "tied"])
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical", "tied"])
 @pytest.mark.parametrize("drift", [0.0, 1e5])
 def test_chunk_moments_stay_exact_when_rows_drift_along_the_chunk(covariance_type, drift):
-    """tied/diag/spherical blocks share the chunk's first block's centre unless that would cost digits.
+    """Blocks share the chunk's first block's centre unless that would cost digits.
 
     With rows sorted so the chunk's second half sits 1e5 sigma away, the shared
-    centre would lose ~10 digits; the chunk is then redone with per-block centres.
+    centre would lose ~10 digits: tied/diag/spherical chunks are then redone with
+    per-block centres, full components computed exactly centred per block.
     The reference is a two-pass weighted computation in float64.
     """
     from daskgmm.kernels import NearestCentreAssigner, chunk_statistics
@@ -98,9 +100,10 @@ def test_chunk_moments_stay_exact_when_rows_drift_along_the_chunk(covariance_typ
         rows = X[labels == k]
         mean = rows.mean(axis=0)
         np.testing.assert_allclose(stats.means[k], mean, rtol=1e-12)
-        scatters.append(((rows - mean) ** 2).sum(axis=0) if covariance_type != "tied" else (rows - mean).T @ (rows - mean))
-    expected = {"diag": np.array(scatters), "spherical": np.array(scatters).sum(axis=1),
-                "tied": scatters[0] + scatters[1]}[covariance_type]
+        scatters.append((rows - mean).T @ (rows - mean))
+    expected = {"full": np.array(scatters), "tied": scatters[0] + scatters[1],
+                "diag": np.array([np.diag(s) for s in scatters]),
+                "spherical": np.array([np.trace(s) for s in scatters])}[covariance_type]
     np.testing.assert_allclose(stats.scatter, expected, rtol=1e-9)
 
 
