@@ -41,9 +41,11 @@ BLOCK_TEMPORARY_BYTES = 8 * 2**20
 MIN_BLOCK_ROWS, MAX_BLOCK_ROWS = 1024, 16384
 # Full-covariance whitening and scatters run in feature groups of at least this
 # many features (at most 4 groups), each a GEMM over only the part of a triangle
-# it needs: 2 groups do 3/4 of the flops, 4 groups 5/8. Measured at D=64, K=16:
-# 16% faster per chunk than single GEMMs; at D=16 one GEMM is best.
-FEATURES_PER_GROUP = 16
+# it needs: 2 groups do 3/4 of the flops, 4 groups 5/8. Measured per chunk (K=16,
+# one thread) against one GEMM each: 7% faster at D=16 (2 groups), 3% at D=32 and
+# 16% at D=64 (4 groups); 8 groups at D=64 were no faster than 4 (smaller GEMMs
+# run at a lower rate).
+FEATURES_PER_GROUP = 8
 
 
 def feature_groups(group_features, n_features):
