@@ -25,10 +25,11 @@ demo: $(VENV)/.installed-run
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## bench: daskgmm vs scikit-learn per EM iteration (tables in benchmarks/results/)
+## bench: daskgmm vs scikit-learn per EM iteration, parity, Dask overhead and init cost (tables in benchmarks/results/)
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/compare.py
 	$(BIN)/python benchmarks/parity.py
+	$(BIN)/python benchmarks/overhead.py
 
 ## bench-out-of-core: a 10 GiB Zarr fit on 2 workers x 1 GiB, plus the scaling terms
 bench-out-of-core: $(VENV)/.installed-test

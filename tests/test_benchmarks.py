@@ -23,6 +23,19 @@ def test_compare_quick_writes_its_tables(tmp_path):
     assert "| N | D | K |" in (tmp_path / "compare_quick.md").read_text()
 
 
+def test_overhead_quick_writes_its_tables(tmp_path):
+    result = subprocess.run([sys.executable, "benchmarks/overhead.py", "--quick", "--repeat", "1", "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "overhead_quick.json").read_text())
+    assert {r["covariance_type"] for r in report["rows"]} == {"full", "diag"}
+    # differences of two timings can come out ~0 on tiny data: only the direct kernel timing must be > 0
+    assert all(np.isfinite([r["iteration_s"], r["fixed_s"], r["overhead"]]).all() and r["kernel_s"] > 0
+               for r in report["rows"])
+    assert {m["init_params"] for m in report["init"]["methods"]} == {"kmeans", "k-means++", "random_from_data", "random"}
+    assert "| init_params |" in (tmp_path / "overhead_quick.md").read_text()
+
+
 def test_out_of_core_benchmark_runs_small(tmp_path):
     result = subprocess.run(
         [sys.executable, "benchmarks/out_of_core.py", "--gib", "0.02", "--worker-memory", "512MiB",
