@@ -141,6 +141,8 @@ def main():
 @click.option("--random-state", type=int, default=None)
 @click.option("--persist", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
               help="Keep the data in memory for the fit, or re-read them every iteration.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Compute the EM passes on the CPU or on a CUDA GPU (needs CuPy).")
 @cluster_options
 @click.option("--checkpoint", type=click.Path(file_okay=False), help="Resumable state, saved after every iteration.")
 @click.option("--out", type=click.Path(file_okay=False), help="Write the fitted model to this directory.")
@@ -148,8 +150,8 @@ def main():
 @click.option("-v", "--verbose", is_flag=True, help="Also log what daskgmm decides (persist, chunking).")
 @handle_errors
 def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_type, max_iter, tol, reg_covar,
-        init_params, n_init, random_state, persist, scheduler, cluster_config, local_cluster, checkpoint, out,
-        quiet, verbose):
+        init_params, n_init, random_state, persist, device, scheduler, cluster_config, local_cluster, checkpoint,
+        out, quiet, verbose):
     """Fit a Gaussian mixture to DATA (Zarr, HDF5, .npy, Parquet or CSV; local path or URL)."""
     import logging
 
@@ -168,7 +170,7 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
         gmm = GaussianMixture(
             n_components, covariance_type=covariance_type, max_iter=max_iter, tol=tol, reg_covar=reg_covar,
             init_params=init_params, n_init=n_init, random_state=random_state,
-            persist={"auto": "auto", "yes": True, "no": False}[persist], checkpoint=checkpoint,
+            persist={"auto": "auto", "yes": True, "no": False}[persist], checkpoint=checkpoint, device=device,
         )
         progress = Progress(max_iter, quiet)
         started = time.perf_counter()

@@ -96,13 +96,15 @@ def _check_2d(shape, estimator_name):
         )
 
 
-def as_dask_rows(X, *, chunk_rows=None, ensure_min_samples=1, estimator_name="GaussianMixture"):
+def as_dask_rows(X, *, chunk_rows=None, ensure_min_samples=1, estimator_name="GaussianMixture",
+                 default_rows=None):
     """A 2-D float Dask array chunked in whole rows, and whether it wraps memory.
 
     Dask input is used lazily (rechunked once if its columns are split, chunk
     sizes computed if unknown). Anything else goes through scikit-learn's
     ``check_array`` (same errors as scikit-learn for NaN, shape, dtype) and is
-    wrapped with ``chunk_rows`` rows per chunk.
+    wrapped with ``chunk_rows`` rows per chunk, by default
+    ``default_rows(n_samples, n_features, itemsize)`` (:func:`default_chunk_rows`).
     """
     if isinstance(X, (str, os.PathLike)) or _is_stored_array(X):
         from .io import open_array
@@ -140,7 +142,7 @@ def as_dask_rows(X, *, chunk_rows=None, ensure_min_samples=1, estimator_name="Ga
         estimator=estimator_name,
         input_name="X",
     )
-    rows = chunk_rows or default_chunk_rows(*array.shape, array.dtype.itemsize)
+    rows = chunk_rows or (default_rows or default_chunk_rows)(*array.shape, array.dtype.itemsize)
     return wrap_in_memory(array, rows), True
 
 

@@ -252,6 +252,7 @@ def run_em(
     reporter: Reporter | None = None,
     on_iteration=None,
     reseed: bool = False,
+    device: str = "cpu",
 ) -> FitResult:
     """EM from ``start`` until the mean log-likelihood changes by less than ``tol``.
 
@@ -265,7 +266,8 @@ def run_em(
     iteration with the run so far. With ``reseed``, components that collapse
     are re-seeded at the worst-explained rows of the pass (with a
     :class:`~daskgmm.params.CollapsedComponentWarning`) instead of stopping
-    the fit.
+    the fit. ``device="cuda"`` computes every chunk's statistics on a GPU
+    (:mod:`daskgmm.gpu`).
     """
     reporter = reporter or SilentReporter()
     params, lower_bound = start.params, start.lower_bound
@@ -275,7 +277,7 @@ def run_em(
         n_iter += 1
         previous = lower_bound
         stats = statistics_pass(
-            data, GaussianAssigner(params), params.covariance_type, params.n_components, split_every,
+            data, GaussianAssigner(params, device), params.covariance_type, params.n_components, split_every,
             track_worst=params.n_components if reseed else 0,
         )
         lower_bound = stats.log_likelihood / stats.weight_sum
@@ -305,6 +307,7 @@ def run_em_together(
     max_iter: int,
     reg_covar: float,
     split_every: int = DEFAULT_SPLIT_EVERY,
+    device: str = "cpu",
 ) -> list:
     """EM for several starts at once: each pass reads the data once for all runs still going.
 
@@ -319,7 +322,7 @@ def run_em_together(
             break
         covariance_type = runs[active[0]].params.covariance_type
         stats_list = statistics_pass_many(
-            data, [GaussianAssigner(runs[i].params) for i in active], [covariance_type] * len(active),
+            data, [GaussianAssigner(runs[i].params, device) for i in active], [covariance_type] * len(active),
             [runs[i].params.n_components for i in active], split_every,
         )
         for i, stats in zip(active, stats_list):
@@ -357,6 +360,7 @@ def fit_mixture(
     checkpoint=None,
     reseed: bool = False,
     together: bool = False,
+    device: str = "cpu",
 ) -> FitResult:
     """Run ``n_init`` EM fits and keep the one with the highest final lower bound.
 
@@ -384,6 +388,8 @@ def fit_mixture(
         Run the ``n_init`` restarts together, one read of the data per
         iteration for all (:func:`run_em_together`); same results. Used when
         no per-iteration reporting, checkpoint or re-seeding is asked for.
+    device : {"cpu", "cuda"}
+        Where the EM passes compute (initialisation always runs on the CPU).
     """
     reporter = reporter or SilentReporter()
     data = place_data(data, persist)
@@ -392,7 +398,7 @@ def fit_mixture(
         # numbers), so the restarts and the winner are the same as sequentially.
         runs = run_em_together(
             data, initialise(data, n_init), tol=tol, max_iter=max_iter,
-            reg_covar=reg_covar, split_every=split_every,
+            reg_covar=reg_covar, split_every=split_every, device=device,
         )
         best = None
         for result in runs:
@@ -430,6 +436,7 @@ def fit_mixture(
             reporter=reporter,
             on_iteration=save if checkpoint is not None else None,
             reseed=reseed,
+            device=device,
         )
         reporter.init_end(result.lower_bound, result.converged)
         if best is None or result.lower_bound > best.lower_bound or best.lower_bound == -np.inf:

@@ -112,6 +112,14 @@ verbose_interval
         rows the mixture explains worst, with the healthy components' pooled
         covariance, and the fit goes on; a ``CollapsedComponentWarning`` says
         which and when. (Tied covariances cannot be re-seeded per component.)
+    device : {"cpu", "cuda"}, default="cpu"
+        Where the EM passes and ``predict``/``predict_proba``/``score_samples``
+        compute. "cuda" needs CuPy and a CUDA GPU (on every worker of a
+        cluster): each chunk is copied to the GPU, its statistics computed
+        there in the data's dtype with exactly centred scatters, and only the
+        statistics come back, so data still stream from any source and never
+        need to fit in GPU memory. Initialisation ('kmeans' etc.) runs on the
+        CPU.
 
     Attributes
     ----------
@@ -140,6 +148,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         "persist": [StrOptions({"auto"}), "boolean"],
         "checkpoint": [str, os.PathLike, None],
         "reseed_collapsed": ["boolean"],
+        "device": [StrOptions({"cpu", "cuda"})],
     }
 
     def __init__(
@@ -165,6 +174,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         persist="auto",
         checkpoint=None,
         reseed_collapsed=False,
+        device="cpu",
     ):
         super().__init__(
             n_components=n_components,
@@ -188,6 +198,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         self.persist = persist
         self.checkpoint = checkpoint
         self.reseed_collapsed = reseed_collapsed
+        self.device = device
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None, sample_weight=None, *, progress=None):
@@ -235,7 +246,9 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
 
     def _fit(self, X, sample_weight, progress=None) -> RowData:
         self._validate_params()
-        X_rows, in_memory = as_dask_rows(X, chunk_rows=self.chunk_rows, ensure_min_samples=2)
+        self._check_device()
+        X_rows, in_memory = as_dask_rows(X, chunk_rows=self.chunk_rows, ensure_min_samples=2,
+                                         default_rows=self._default_chunk_rows())
         n_samples, n_features = X_rows.shape
         if n_samples < self.n_components:
             raise ValueError(
@@ -288,6 +301,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
             reseed=self.reseed_collapsed,
             # restarts advance together unless someone watches them one by one
             together=not self.verbose and progress is None,
+            device=self.device,
         )
         if not result.converged and self.max_iter > 0:
             warnings.warn(
@@ -358,18 +372,39 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
     def _rows_for_prediction(self, X):
         check_is_fitted(self)
         validate_data(self, X, reset=False, skip_check_array=True)
-        return as_dask_rows(X, chunk_rows=self.chunk_rows)
+        return as_dask_rows(X, chunk_rows=self.chunk_rows, default_rows=self._default_chunk_rows())
+
+    def _default_chunk_rows(self):
+        """Chunking of in-memory input: larger chunks for the GPU (see :mod:`daskgmm.gpu`)."""
+        if getattr(self, "device", "cpu") == "cuda":
+            from . import gpu
+
+            return gpu.default_chunk_rows
+        return None
+
+    def _check_device(self):
+        """A clear error before any work when ``device="cuda"`` cannot run here."""
+        if getattr(self, "device", "cpu") == "cuda":
+            from . import gpu
+
+            gpu.cupy_or_error()
 
     def _map_rows(self, X_rows, in_memory, kernel):
         """Apply a per-chunk kernel lazily; compute at once for in-memory input."""
         params = dask.delayed(self._fitted_params(), pure=True)
+        chunk_kernel = kernel
+        if getattr(self, "device", "cpu") == "cuda":  # (models saved before 'device' existed have none)
+            from . import gpu
+
+            self._check_device()
+            chunk_kernel = getattr(gpu, kernel.__name__)  # the GPU twin of the same name
         if kernel is kernels.chunk_predict_proba:
             out = X_rows.map_blocks(
-                kernel, params, chunks=(X_rows.chunks[0], (self.n_components,)), dtype=X_rows.dtype
+                chunk_kernel, params, chunks=(X_rows.chunks[0], (self.n_components,)), dtype=X_rows.dtype
             )
         else:
             dtype = np.int64 if kernel is kernels.chunk_predict else X_rows.dtype
-            out = X_rows.map_blocks(kernel, params, drop_axis=1, dtype=dtype)
+            out = X_rows.map_blocks(chunk_kernel, params, drop_axis=1, dtype=dtype)
         if not in_memory:
             return out
         with blas_threads_for(X_rows.numblocks[0]):

@@ -274,10 +274,15 @@ def centre_block(block, workspace=None, shift=None):
 
 
 class GaussianAssigner:
-    """E-step responsibilities under the current mixture parameters."""
+    """E-step responsibilities under the current mixture parameters.
 
-    def __init__(self, params: GaussianParams):
+    ``device="cuda"`` sends the chunks it meets to :mod:`daskgmm.gpu` (see
+    :func:`chunk_statistics`).
+    """
+
+    def __init__(self, params: GaussianParams, device: str = "cpu"):
         self.params = params
+        self.device = device
 
     def assign(self, Xc, shift, rows, workspace=None):
         log_prob = weighted_log_prob(Xc, self.params.means - shift, self.params, workspace)
@@ -588,6 +593,10 @@ def chunk_statistics(
         Rows with NaN/inf are skipped and counted in ``n_nonfinite``.
     """
     X = np.asarray(X)
+    if getattr(assigner, "device", "cpu") == "cuda":
+        from . import gpu
+
+        return gpu.chunk_statistics(X, sample_weight, assigner.params, row_offset, track_worst)
     block_rows = block_rows or default_block_rows(n_components, X.shape[1], X.dtype.itemsize, covariance_type)
     # Every block is centred on the first block's mean, so their moment sums simply
     # add and the chunk makes one SufficientStats, not one per block (per-block
