@@ -6,14 +6,16 @@ computed on numbers of the size of the data's spread, not of its offset, so
 adding a constant to the data changes nothing (the shift is added back to the
 means, in float64, in the returned statistics).
 
-- full: every block is centred on its own mean and every component's scatter
-  on that component's block mean (exactly, or by the one-GEMM expanded form
-  where that provably keeps ~13 digits); blocks merge pairwise.
-- tied, diag, spherical: all blocks of a chunk are centred on the first
-  block's mean, so their moment sums add and the chunk yields one set of
-  statistics; both of their EM steps are single GEMMs over per-row moment
-  columns ``[x, x^2, 1]``. A chunk whose rows drift so far that the shared
-  centre would cost more than 6 digits is redone with per-block centres.
+All blocks of a chunk are centred on the first block's mean, so their moment
+sums add and the chunk yields one set of statistics:
+
+- full: per block, GEMMs of the responsibility-weighted rows give the upper
+  triangles of every component's second moment (packed); a component whose
+  expanded form would cost more than 3 digits in that block is computed exactly
+  centred on its block mean instead and merged pairwise.
+- tied, diag, spherical: both of their EM steps are single GEMMs over per-row
+  moment columns ``[x, x^2, 1]``. A chunk whose rows drift so far that the
+  shared centre would cost more than 6 digits is redone with per-block centres.
 
 Per-block arithmetic runs in the data's dtype (float32 data: float32 GEMMs);
 everything that is summed across blocks is float64.
