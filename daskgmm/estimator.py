@@ -376,7 +376,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
 
     def _default_chunk_rows(self):
         """Chunking of in-memory input: larger chunks for the GPU (see :mod:`daskgmm.gpu`)."""
-        if getattr(self, "device", "cpu") == "cuda":
+        if self.device == "cuda":
             from . import gpu
 
             return gpu.default_chunk_rows
@@ -384,27 +384,21 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
 
     def _check_device(self):
         """A clear error before any work when ``device="cuda"`` cannot run here."""
-        if getattr(self, "device", "cpu") == "cuda":
+        if self.device == "cuda":
             from . import gpu
 
             gpu.cupy_or_error()
 
     def _map_rows(self, X_rows, in_memory, kernel):
         """Apply a per-chunk kernel lazily; compute at once for in-memory input."""
+        self._check_device()
         params = dask.delayed(self._fitted_params(), pure=True)
-        chunk_kernel = kernel
-        if getattr(self, "device", "cpu") == "cuda":  # (models saved before 'device' existed have none)
-            from . import gpu
-
-            self._check_device()
-            chunk_kernel = getattr(gpu, kernel.__name__)  # the GPU twin of the same name
         if kernel is kernels.chunk_predict_proba:
-            out = X_rows.map_blocks(
-                chunk_kernel, params, chunks=(X_rows.chunks[0], (self.n_components,)), dtype=X_rows.dtype
-            )
+            out = X_rows.map_blocks(kernel, params, self.device,
+                                    chunks=(X_rows.chunks[0], (self.n_components,)), dtype=X_rows.dtype)
         else:
             dtype = np.int64 if kernel is kernels.chunk_predict else X_rows.dtype
-            out = X_rows.map_blocks(chunk_kernel, params, drop_axis=1, dtype=dtype)
+            out = X_rows.map_blocks(kernel, params, self.device, drop_axis=1, dtype=dtype)
         if not in_memory:
             return out
         with blas_threads_for(X_rows.numblocks[0]):

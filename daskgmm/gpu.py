@@ -189,8 +189,16 @@ def _zeros(stats):
     return np.zeros_like(stats.resp_sum), np.zeros_like(stats.means), np.zeros_like(stats.scatter)
 
 
-def _per_block(X, params: GaussianParams, reduce_block, out):
-    """``reduce_block(cp, log_prob)`` of every block of rows on the GPU, into the host array ``out``."""
+def per_row(X, params: GaussianParams, output, out):
+    """Every row's ``output`` ("label", "proba" or "log_norm") computed on the GPU, into the host array ``out``.
+
+    The GPU side of :func:`daskgmm.kernels.chunk_predict` and its siblings.
+    """
+    reduce_block = {
+        "label": lambda cp, log_prob: cp.argmax(log_prob, axis=1),
+        "proba": lambda cp, log_prob: _normalise(cp, log_prob)[0],
+        "log_norm": lambda cp, log_prob: _normalise(cp, log_prob)[1],
+    }[output]
     cp = cupy_or_error()
     X = np.asarray(X)
     device_params = _device_params(cp, params, X.dtype)
@@ -202,20 +210,3 @@ def _per_block(X, params: GaussianParams, reduce_block, out):
                                       device_params, params.covariance_type)
         out[start : start + block.shape[0]] = cp.asnumpy(reduce_block(cp, log_prob))
     return out
-
-
-def chunk_predict(X, params: GaussianParams):
-    """Most probable component of every row (on the GPU)."""
-    return _per_block(X, params, lambda cp, lp: cp.argmax(lp, axis=1), np.empty(len(X), dtype=np.int64))
-
-
-def chunk_predict_proba(X, params: GaussianParams):
-    """Posterior probability of every component for every row (on the GPU)."""
-    out = np.empty((len(X), params.n_components), dtype=np.asarray(X).dtype)
-    return _per_block(X, params, lambda cp, lp: _normalise(cp, lp)[0], out)
-
-
-def chunk_score_samples(X, params: GaussianParams):
-    """``log p(x)`` of every row (on the GPU)."""
-    out = np.empty(len(X), dtype=np.asarray(X).dtype)
-    return _per_block(X, params, lambda cp, lp: _normalise(cp, lp)[1], out)

@@ -436,11 +436,11 @@ def _full_moment_sums(Xc, shift, resp, mass, ws):
         np.subtract(Xc, mean_c.astype(Xc.dtype), out=diff)
         np.multiply(diff, resp[:, k, None], out=weighted_rows)
         exact.scatter[k] = weighted_rows.T @ diff
-        exact.resp_sum[k] = mass[k]
         exact.means[k] = mean_c + shift
-        mass[k] = first[k] = 0.0
-        for _, _, part in _packed_parts(packed, n_components, n_features):
-            part[:, k] = 0.0
+    exact.resp_sum[redo] = mass[redo]
+    mass[redo] = first[redo] = 0.0
+    for _, _, part in _packed_parts(packed, n_components, n_features):
+        part[:, redo] = 0.0
     return mass, first, packed, exact
 
 
@@ -714,8 +714,17 @@ def _zeros_like_stats(stats):
     )
 
 
-def _blockwise(X, params: GaussianParams, per_block, out):
-    """Apply ``per_block(weighted_log_prob)`` block by block into ``out`` (no n x K temporaries)."""
+def _per_row(X, params: GaussianParams, output, out, device):
+    """Every row's ``output`` ("label", "proba" or "log_norm"), block by block into ``out`` (no n x K temporaries)."""
+    if device == "cuda":
+        from . import gpu
+
+        return gpu.per_row(X, params, output, out)
+    per_block = {
+        "label": lambda log_prob, ws: np.argmax(log_prob, axis=1),
+        "proba": lambda log_prob, ws: normalize_log_prob(log_prob, ws)[0],
+        "log_norm": lambda log_prob, ws: normalize_log_prob(log_prob, ws)[1],
+    }[output]
     X = np.asarray(X)
     block_rows = default_block_rows(params.n_components, X.shape[1], X.dtype.itemsize,
                                     params.covariance_type)
@@ -727,18 +736,17 @@ def _blockwise(X, params: GaussianParams, per_block, out):
     return out
 
 
-def chunk_predict(X, params: GaussianParams):
-    """Most probable component of every row."""
-    return _blockwise(X, params, lambda lp, ws: np.argmax(lp, axis=1), np.empty(len(X), dtype=np.int64))
+def chunk_predict(X, params: GaussianParams, device="cpu"):
+    """Most probable component of every row (on the GPU for ``device="cuda"``)."""
+    return _per_row(X, params, "label", np.empty(len(X), dtype=np.int64), device)
 
 
-def chunk_predict_proba(X, params: GaussianParams):
+def chunk_predict_proba(X, params: GaussianParams, device="cpu"):
     """Posterior probability of every component for every row."""
     out = np.empty((len(X), params.n_components), dtype=np.asarray(X).dtype)
-    return _blockwise(X, params, lambda lp, ws: normalize_log_prob(lp, ws)[0], out)
+    return _per_row(X, params, "proba", out, device)
 
 
-def chunk_score_samples(X, params: GaussianParams):
+def chunk_score_samples(X, params: GaussianParams, device="cpu"):
     """``log p(x)`` of every row."""
-    out = np.empty(len(X), dtype=np.asarray(X).dtype)
-    return _blockwise(X, params, lambda lp, ws: normalize_log_prob(lp, ws)[1], out)
+    return _per_row(X, params, "log_norm", np.empty(len(X), dtype=np.asarray(X).dtype), device)
