@@ -70,3 +70,32 @@ def make_mixture(
         chunks=chunks,
         meta=np.empty((0, 0), dtype=dtype),
     )
+
+
+def awkward_datasets(random_state=0):
+    """Small in-memory datasets of the shapes that break careless GMM numerics.
+
+    Each is what a user meets: clusters far apart relative to their spread,
+    components that collapse onto duplicated rows (silence frames among MFCCs),
+    data far from the origin, tiny and huge scales, and features whose spreads
+    differ by orders of magnitude. Used by the tests and ``benchmarks/parity.py``.
+
+    Returns
+    -------
+    dict of name -> ndarray of shape (n_samples, n_features), float64
+    """
+    rng = np.random.default_rng(random_state)
+    blobs = rng.normal(size=(3000, 2)) + np.array([[0.0, 0.0], [1.5, 0.0], [6.0, 3.0]])[rng.integers(3, size=3000)]
+    far = blobs.copy()
+    far[blobs[:, 0] > 4] += 1e4 - 6.0  # the third cluster, 10^4 standard deviations away
+    frames = np.concatenate([rng.normal(-20, 10, size=(3500, 13)),
+                             np.tile(rng.normal(-20, 10, size=(1, 13)), (400, 1))])
+    spreads = np.array([1e-3, 1.0, 1e3])
+    return {
+        "far cluster": far,
+        "duplicated rows": frames[rng.permutation(len(frames))],
+        "offset 1e6": np.column_stack([blobs, rng.normal(scale=0.5, size=3000)]) + 1e6,
+        "tiny scale": blobs * 1e-5,
+        "huge scale": blobs * 1e5,
+        "mixed spreads": np.column_stack([blobs, rng.normal(size=3000)]) * spreads,
+    }

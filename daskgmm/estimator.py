@@ -334,13 +334,8 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         return CheckpointFile(self.checkpoint, fingerprint)
 
     def _store(self, result: FitResult, dtype):
-        largest = max(np.max(np.abs(a)) for a in (result.params.means, result.params.covariances))
-        if not largest < np.finfo(dtype).max:
-            raise ValueError(
-                f"The fitted parameters do not fit in {np.dtype(dtype).name} (covariances reach "
-                f"{np.max(np.abs(result.params.covariances)):.3g}). Pass float64 data, or rescale it."
-            )
         params = result.params.astype(dtype)
+        _check_representable(result.params, params)
         self.weights_ = params.weights
         self.means_ = params.means
         self.covariances_ = params.covariances
@@ -390,8 +385,13 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
             gpu.cupy_or_error()
 
     def _map_rows(self, X_rows, in_memory, kernel):
-        """Apply a per-chunk kernel lazily; compute at once for in-memory input."""
+        """Apply a per-chunk kernel lazily; compute at once for in-memory input.
+
+        Rows are computed in the wider of their dtype and the model's, as
+        scikit-learn does: a float64 model scores float32 data in float64.
+        """
         self._check_device()
+        X_rows = X_rows.astype(np.result_type(X_rows.dtype, self.means_.dtype), copy=False)
         params = dask.delayed(self._fitted_params(), pure=True)
         if kernel is kernels.chunk_predict_proba:
             out = X_rows.map_blocks(kernel, params, self.device,
@@ -452,3 +452,27 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         """Akaike information criterion on ``X`` (lower is better), a float."""
         n_samples = self._n_samples(X)
         return float(-2 * self.score(X) * n_samples + 2 * self._n_parameters())
+
+
+def _check_representable(params: GaussianParams, stored: GaussianParams):
+    """A clear error when the fitted parameters do not survive the cast to the data's dtype.
+
+    float32 data can give a model float32 cannot hold: covariances beyond its
+    range, or precisions of components collapsed below its smallest variance.
+    """
+    dtype = stored.means.dtype
+    problems = []
+    for name in ("weights", "means", "covariances", "precisions_cholesky"):
+        value = getattr(stored, name)
+        if not np.all(np.isfinite(value)):
+            problems.append(f"{name} reach {np.max(np.abs(getattr(params, name))):.3g}")
+    with np.errstate(over="ignore"):
+        if not problems and not np.all(np.isfinite(stored.precisions())):
+            problems.append(f"precisions reach {np.max(np.abs(params.precisions())):.3g}")
+    if stored.covariance_type in ("diag", "spherical") and np.any(stored.covariances <= 0):
+        problems.append(f"covariances fall to {np.min(params.covariances):.3g}")
+    if problems:
+        raise ValueError(
+            f"The fitted parameters do not fit in {dtype.name} ({'; '.join(problems)}). "
+            "Pass float64 data, or rescale it."
+        )

@@ -7,12 +7,13 @@ returns only the statistics, so the Dask graph, the merge tree and the M-step
 are those of the CPU path. CuPy is optional; nothing here is imported unless
 ``device="cuda"`` is asked for.
 
-The numerics follow the CPU kernels where it matters: every block of rows is
-centred on its own mean before any product (an offset in the data costs no
-digits), distances are whitened differences ``(x - mu) U`` as in
-scikit-learn, and scatters are exactly centred two-pass sums about each
-component's block mean (the GPU has the flops to spare, so no expanded form
-and no guard are needed). Products run in the data's dtype, sums in float64.
+The numerics follow the CPU kernels' exact paths everywhere: every block of
+rows is centred on its own mean in float64 (exactly, for float32 data), each
+component's differences ``x - mu_k`` are formed in float64 and rounded once to
+the data's dtype, distances are whitened differences ``(x - mu) U`` as in
+scikit-learn, and scatters are two-pass sums about each component's block mean
+(the GPU has the flops to spare, so no expanded form and no guard are needed).
+Products run in the data's dtype, sums in float64.
 """
 
 from __future__ import annotations
@@ -62,8 +63,9 @@ def cupy_or_error():
     return cupy
 
 
-def _block_rows(n_components, n_features, itemsize):
-    return max(1024, GPU_BLOCK_BYTES // max(1, n_components * n_features * itemsize))
+def _block_rows(n_components, n_features):
+    # the largest temporaries are float64 differences, K x rows x D
+    return max(1024, GPU_BLOCK_BYTES // max(1, n_components * n_features * 8))
 
 
 def _device_params(cp, params: GaussianParams, dtype):
@@ -79,21 +81,34 @@ def _device_params(cp, params: GaussianParams, dtype):
     )
 
 
-def _weighted_log_prob(cp, Xc, means_c, device_params, covariance_type):
+def _centre(cp, block):
+    """``(block - shift in float64, shift)``, the shift its column mean rounded to the block's
+    dtype: exact for float32 blocks (the difference of two float32 numbers is a float64 one)."""
+    shift = cp.mean(block, axis=0, dtype=np.float64).astype(block.dtype).astype(np.float64)
+    return block.astype(np.float64) - shift, shift
+
+
+def _differences(rows64, means_c, dtype):
+    """``x - mu_k`` for every component, shape (K, n, D): formed in float64 from exactly
+    centred rows, then rounded once to the data's dtype (a relative error only), so a
+    component far from the block's centre, or collapsed, keeps its digits."""
+    return (rows64[None] - means_c[:, None, :]).astype(dtype)
+
+
+def _weighted_log_prob(cp, rows64, means_c, device_params, covariance_type, dtype):
     """``log w_k + log N(x | mu_k, Sigma_k)`` of centred rows on the GPU, shape (n, K)."""
     chol = device_params["chol"]
-    means_c = means_c.astype(Xc.dtype)
+    diff = _differences(rows64, means_c, dtype)
     if covariance_type == "full":  # (K, n, D): every component's whitened rows, one batched GEMM
-        y = cp.matmul(Xc[None], chol) - cp.matmul(means_c[:, None, :], chol)
+        y = cp.matmul(diff, chol)
         maha = cp.sum(y * y, axis=2).T
     elif covariance_type == "tied":
-        y = Xc @ chol
-        means_w = means_c @ chol
-        maha = cp.sum((y[:, None, :] - means_w[None]) ** 2, axis=2)
+        y = cp.matmul(diff, chol)
+        maha = cp.sum(y * y, axis=2).T
     elif covariance_type == "diag":
-        maha = cp.sum(((Xc[:, None, :] - means_c[None]) * chol[None]) ** 2, axis=2)
+        maha = cp.sum((diff * chol[:, None, :]) ** 2, axis=2).T
     else:
-        maha = cp.sum((Xc[:, None, :] - means_c[None]) ** 2, axis=2) * (chol**2)[None]
+        maha = cp.sum(diff * diff, axis=2).T * (chol**2)[None]
     return device_params["offset"][None] - 0.5 * maha
 
 
@@ -107,9 +122,9 @@ def _normalise(cp, log_prob):
     return resp, cp.log(total) + top
 
 
-def _scatter(cp, Xc, resp, means_c, covariance_type):
+def _scatter(cp, rows64, resp, means_c, covariance_type):
     """Scatters about each component's block mean, exactly centred, float64 sums."""
-    diff = Xc[None] - means_c.astype(Xc.dtype)[:, None, :]  # (K, n, D)
+    diff = _differences(rows64, means_c, resp.dtype)  # (K, n, D)
     weighted = diff * resp.T[:, :, None]
     if covariance_type in ("full", "tied"):
         scatter = cp.matmul(weighted.transpose(0, 2, 1), diff).astype(np.float64)
@@ -143,7 +158,7 @@ def chunk_statistics(X, sample_weight, params: GaussianParams, row_offset=0, tra
     covariance_type, n_components, n_features = params.covariance_type, params.n_components, X.shape[1]
     total = SufficientStats.empty(covariance_type, n_components, n_features)
     device_params = _device_params(cp, params, X.dtype)
-    block_rows = _block_rows(n_components, n_features, X.dtype.itemsize)
+    block_rows = _block_rows(n_components, n_features)
     for start in range(0, X.shape[0], block_rows):
         host_block = X[start : start + block_rows]
         host_weights = None if sample_weight is None else sample_weight[start : start + block_rows]
@@ -160,9 +175,9 @@ def chunk_statistics(X, sample_weight, params: GaussianParams, row_offset=0, tra
         weights = None if host_weights is None else cp.asarray(host_weights, dtype=np.float64)
         if block.shape[0] == 0:
             continue
-        shift = cp.mean(block, axis=0, dtype=np.float64)
-        Xc = block - shift.astype(block.dtype)
-        log_prob = _weighted_log_prob(cp, Xc, device_params["means"] - shift, device_params, covariance_type)
+        rows64, shift = _centre(cp, block)
+        log_prob = _weighted_log_prob(cp, rows64, device_params["means"] - shift, device_params,
+                                      covariance_type, X.dtype)
         resp, log_norm = _normalise(cp, log_prob)
         if weights is not None:
             resp *= weights[:, None].astype(resp.dtype)
@@ -173,8 +188,8 @@ def chunk_statistics(X, sample_weight, params: GaussianParams, row_offset=0, tra
             weight_sum = float(block.shape[0])
         mass = cp.sum(resp, axis=0, dtype=np.float64)
         safe = cp.where(mass > 0, mass, 1.0)
-        means_c = cp.where(mass[:, None] > 0, (resp.T.astype(np.float64) @ Xc.astype(np.float64)) / safe[:, None], 0)
-        scatter = _scatter(cp, Xc, resp, means_c, covariance_type)
+        means_c = cp.where(mass[:, None] > 0, (resp.T.astype(np.float64) @ rows64) / safe[:, None], 0)
+        scatter = _scatter(cp, rows64, resp, means_c, covariance_type)
         means = cp.where(mass[:, None] > 0, means_c + shift, 0)
         stats = SufficientStats(covariance_type, cp.asnumpy(mass), cp.asnumpy(means), cp.asnumpy(scatter),
                                 log_likelihood, weight_sum, int(block.shape[0]))
@@ -202,11 +217,11 @@ def per_row(X, params: GaussianParams, output, out):
     cp = cupy_or_error()
     X = np.asarray(X)
     device_params = _device_params(cp, params, X.dtype)
-    block_rows = _block_rows(params.n_components, X.shape[1], X.dtype.itemsize)
+    block_rows = _block_rows(params.n_components, X.shape[1])
     for start in range(0, X.shape[0], block_rows):
         block = cp.asarray(X[start : start + block_rows])
-        shift = cp.mean(block, axis=0, dtype=np.float64)
-        log_prob = _weighted_log_prob(cp, block - shift.astype(block.dtype), device_params["means"] - shift,
-                                      device_params, params.covariance_type)
+        rows64, shift = _centre(cp, block)
+        log_prob = _weighted_log_prob(cp, rows64, device_params["means"] - shift, device_params,
+                                      params.covariance_type, X.dtype)
         out[start : start + block.shape[0]] = cp.asnumpy(reduce_block(cp, log_prob))
     return out

@@ -68,7 +68,7 @@ def draw_sample(data: RowData, sample_size: int, random_state: np.random.RandomS
     return X, weights
 
 
-def params_from_points(points, covariance_type, reg_covar, weight_sum, dtype):
+def params_from_points(points, covariance_type, reg_covar, weight_sum, n_samples, dtype):
     """scikit-learn's start from one data point per component (one-hot responsibilities)."""
     n_components, n_features = points.shape
     stats = SufficientStats(
@@ -77,6 +77,7 @@ def params_from_points(points, covariance_type, reg_covar, weight_sum, dtype):
         np.asarray(points, dtype=np.float64),
         np.zeros(scatter_shape(covariance_type, n_components, n_features)),
         weight_sum=float(weight_sum),
+        n_rows=int(n_samples),
     )
     return m_step(stats, reg_covar, dtype, normalize_weights=False)
 
@@ -107,7 +108,7 @@ def start_for(init_params, n_components, covariance_type, reg_covar, data: RowDa
     else:
         raise ValueError(f"Unknown init_params {init_params!r}")
     weight_sum = data.n_samples if data.sample_weight is None else float(data.sample_weight.sum().compute())
-    return params_from_points(sample[index], covariance_type, reg_covar, weight_sum, data.dtype)
+    return params_from_points(sample[index], covariance_type, reg_covar, weight_sum, data.n_samples, data.dtype)
 
 
 def finish_starts(data: RowData, starts, covariance_types, n_components, reg_covar, split_every):

@@ -2,8 +2,9 @@
 
 Everything here is float64 NumPy on the driver: parameters are small
 (``O(K D^2)``) whatever the size of the data. The numerics follow
-``sklearn/mixture/_gaussian_mixture.py`` (same ``10 * eps`` guard on the
-component masses, same error for ill-defined covariances) so that fits agree
+``sklearn/mixture/_gaussian_mixture.py`` (the same ``10 * eps`` guard on the
+component masses, in units of the weights; the same error for ill-defined
+covariances) so that fits agree
 with scikit-learn to round-off.
 """
 
@@ -148,16 +149,34 @@ def log_det_cholesky(precisions_cholesky, covariance_type, n_features):
     return n_features * np.log(chol)
 
 
-def estimate_gaussian_parameters(stats: SufficientStats, reg_covar: float, eps: float):
+def mass_guard(stats: SufficientStats, data_dtype=np.float64) -> float:
+    """scikit-learn's ``10 * finfo(dtype).eps``, added to every component mass, in units of the weights.
+
+    scikit-learn counts rows (mass 1 each); with ``sample_weight`` a row's mass
+    is its weight, so the guard is scaled by the average weight: results do not
+    depend on the scale of the weights, and unit weights give scikit-learn's.
+    """
+    rows = stats.n_rows - stats.n_nonfinite
+    average_weight = stats.weight_sum / rows if rows > 0 and stats.weight_sum > 0 else 1.0
+    return 10 * np.finfo(data_dtype).eps * average_weight
+
+
+def estimate_gaussian_parameters(stats: SufficientStats, reg_covar: float, data_dtype=np.float64):
     """Component masses, means and covariances from merged statistics.
 
-    ``eps`` is scikit-learn's ``10 * finfo(dtype).eps`` guard added to every
-    component mass, so an empty component gets mean 0 and covariance
-    ``reg_covar`` exactly as in scikit-learn.
+    scikit-learn's formulas, evaluated on exactly centred scatters: the guard
+    :func:`mass_guard` is added to every component mass (an empty component
+    gets mean 0 and covariance ``reg_covar`` exactly as in scikit-learn), and
+    diag/spherical variances are at least :func:`resolution_floor` before
+    ``reg_covar`` is added.
     """
     covariance_type = stats.covariance_type
-    mass = stats.resp_sum + eps
-    means = stats.means * (stats.resp_sum / mass)[:, None]
+    mass = stats.resp_sum + mass_guard(stats, data_dtype)
+    # scikit-learn divides the weighted sums by the guarded mass, which pulls every mean
+    # towards the origin by guard / N of itself: invisible in float64, but in float32 a
+    # mean 1e6 from the origin moves by ~1e-3 / N per iteration. The statistics' means are
+    # the weighted means (0 for an empty component, as in scikit-learn) and are kept.
+    means = stats.means
     scatter = stats.scatter
     n_features = stats.n_features
     if covariance_type == "full":
@@ -166,10 +185,28 @@ def estimate_gaussian_parameters(stats: SufficientStats, reg_covar: float, eps: 
     elif covariance_type == "tied":
         covariances = scatter / np.sum(mass) + reg_covar * np.eye(n_features)
     elif covariance_type == "diag":
-        covariances = scatter / mass[:, None] + reg_covar
+        covariances = np.maximum(scatter / mass[:, None], resolution_floor(means)) + reg_covar
     else:
-        covariances = scatter / (mass * n_features) + reg_covar
+        floor = resolution_floor(means).mean(axis=1)
+        covariances = np.maximum(scatter / (mass * n_features), floor) + reg_covar
     return mass, means, covariances
+
+
+def resolution_floor(means):
+    """``(eps |mu_kd|)^2`` (float64's eps): below it no variance of float data near ``mu`` is resolved.
+
+    A diag or spherical component whose rows are all one point (a singleton,
+    or duplicated rows) has an exact scatter of zero. scikit-learn's expanded
+    variance ``E[x^2] - E[x]^2`` leaves such a component a round-off value
+    of about ``eps |mu|^2``, positive or not by chance, so with ``reg_covar=0``
+    it completes or raises by chance (it completes for a singleton, its test
+    for #18216, and raises at 0 exactly). daskgmm gives it this floor
+    instead: it completes unless the point is the origin, and the component
+    counts as collapsed (:func:`collapsed_components`, for
+    ``reseed_collapsed``). The floor is far below any variance float32 or
+    float64 data can show, so it changes no other fit, whatever the offset.
+    """
+    return (np.finfo(np.float64).eps * np.asarray(means, dtype=np.float64)) ** 2
 
 
 def m_step(
@@ -193,8 +230,7 @@ def m_step(
         masses by the number of samples instead (``False``), which differs
         only for 'random_from_data' and 'k-means++' starts.
     """
-    eps = 10 * np.finfo(data_dtype).eps
-    mass, means, covariances = estimate_gaussian_parameters(stats, reg_covar, eps)
+    mass, means, covariances = estimate_gaussian_parameters(stats, reg_covar, data_dtype)
     if normalize_weights:
         weights = mass / np.sum(mass)
     else:
@@ -209,10 +245,11 @@ class CollapsedComponentWarning(UserWarning):
     """A component lost its points or became singular and was re-seeded."""
 
 
-def collapsed_components(stats: SufficientStats, reg_covar: float, eps: float) -> list:
-    """Components that lost their points (less mass than an average row) or whose
-    covariance is not positive definite."""
-    mass, _, covariances = estimate_gaussian_parameters(stats, reg_covar, eps)
+def collapsed_components(stats: SufficientStats, reg_covar: float, data_dtype=np.float64) -> list:
+    """Components that lost their points (less mass than an average row), whose
+    covariance is not positive definite, or (diag, spherical) whose rows are all
+    one point (a variance no larger than :func:`resolution_floor`)."""
+    mass, means, covariances = estimate_gaussian_parameters(stats, reg_covar, data_dtype)
     rows = max(stats.n_rows - stats.n_nonfinite, 1)
     bad = set(np.flatnonzero(stats.resp_sum < stats.weight_sum / rows).tolist())
     if stats.covariance_type == "full":
@@ -223,7 +260,11 @@ def collapsed_components(stats: SufficientStats, reg_covar: float, eps: float) -
                 bad.add(k)
     elif stats.covariance_type in ("diag", "spherical"):
         flat = covariances.reshape(len(mass), -1)
-        bad.update(np.flatnonzero(~np.all(np.isfinite(flat) & (flat > 0), axis=1)).tolist())
+        floor = resolution_floor(means)
+        if stats.covariance_type == "spherical":
+            floor = floor.mean(axis=1, keepdims=True)
+        unresolved = np.any(flat - reg_covar <= floor, axis=1)
+        bad.update(np.flatnonzero(~np.all(np.isfinite(flat) & (flat > 0), axis=1) | unresolved).tolist())
     return sorted(bad)
 
 
@@ -237,8 +278,7 @@ def reseed_collapsed(stats: SufficientStats, reg_covar: float, data_dtype=np.flo
     covariance error when nothing can be re-seeded (no healthy component,
     too few tracked rows, or a singular *tied* covariance).
     """
-    eps = 10 * np.finfo(data_dtype).eps
-    bad = collapsed_components(stats, reg_covar, eps)
+    bad = collapsed_components(stats, reg_covar, data_dtype)
     if not bad:
         return stats, []
     good = [k for k in range(stats.n_components) if k not in bad]

@@ -93,3 +93,45 @@ def test_gpu_reseeding_and_a_process_cluster_give_the_cpu_fit(X):
     assert gpu.n_iter_ == cpu.n_iter_
     assert relative_deviation(gpu.means_, cpu.means_) < 1e-9
     assert relative_deviation(gpu.covariances_, cpu.covariances_) < 1e-9
+
+
+class _NumPyAsCuPy:
+    """The part of CuPy's API that daskgmm.gpu calls, answered by NumPy: runs the GPU
+    module's math (not its device transfers) on machines without a GPU, CI included."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def asnumpy(array):
+        return np.asarray(array)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_gpu_math_keeps_far_and_collapsed_components_exact(monkeypatch, covariance_type):
+    """The GPU kernels' arithmetic, run through NumPy, on float32 data with a cluster 10^4
+    standard deviations away and a run of duplicated rows: the CPU kernel's statistics."""
+    from daskgmm import gpu
+    from daskgmm.kernels import GaussianAssigner, chunk_predict_proba, chunk_score_samples, chunk_statistics
+    from daskgmm.params import GaussianParams, compute_precision_cholesky
+
+    monkeypatch.setattr(gpu, "cupy_or_error", lambda: _NumPyAsCuPy())
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(size=(1000, 2)), rng.normal(size=(1000, 2)) + 1e4,
+                        np.tile([[3.0, -2.0]], (300, 1))]).astype(np.float32)
+    means = np.array([[0.0, 0.0], [1e4, 1e4], [3.0, -2.0]])
+    covariances = {"full": np.stack([np.eye(2), np.eye(2), 1e-6 * np.eye(2)]), "tied": np.eye(2),
+                   "diag": np.array([[1.0, 1.0], [1.0, 1.0], [1e-6, 1e-6]]),
+                   "spherical": np.array([1.0, 1.0, 1e-6])}[covariance_type]
+    params = GaussianParams(covariance_type, np.array([0.4, 0.4, 0.2]), means, covariances,
+                            compute_precision_cholesky(covariances, covariance_type))
+    ours = gpu.chunk_statistics(X, None, params)
+    cpu = chunk_statistics(X.astype(np.float64), None, GaussianAssigner(params), covariance_type, 3)
+    np.testing.assert_allclose(ours.resp_sum, cpu.resp_sum, rtol=1e-6)
+    np.testing.assert_allclose(ours.means, cpu.means, rtol=1e-9, atol=1e-6)
+    np.testing.assert_allclose(ours.scatter, cpu.scatter, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours.log_likelihood, cpu.log_likelihood, rtol=1e-6)
+    for output, cpu_kernel in (("proba", chunk_predict_proba), ("log_norm", chunk_score_samples)):
+        shape = (len(X), 3) if output == "proba" else (len(X),)
+        got = gpu.per_row(X, params, output, np.empty(shape, dtype=np.float32))
+        np.testing.assert_allclose(got, cpu_kernel(X.astype(np.float64), params), rtol=1e-5, atol=1e-5)

@@ -84,9 +84,10 @@ def test_statistics_match_the_direct_formulas(covariance_type):
     """Centred scatter equals sum_n r_nk (x - m_k)(x - m_k)^T computed naively."""
     X = X_SMALL
     params = params_for(covariance_type, X)
-    from daskgmm.kernels import normalize_log_prob, weighted_log_prob
+    from daskgmm.blocks import centre_block
+    from daskgmm.densities import normalize_log_prob, weighted_log_prob
 
-    resp, log_norm = normalize_log_prob(weighted_log_prob(X, params.means, params))
+    resp, log_norm = normalize_log_prob(weighted_log_prob(centre_block(X), params))
     stats = chunk_statistics(X, None, GaussianAssigner(params), covariance_type, 3, block_rows=50)
     mass = resp.sum(0)
     means = resp.T @ X / mass[:, None]

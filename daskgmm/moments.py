@@ -1,0 +1,263 @@
+"""The M-step sums of one block: what its rows add to the next parameters, given their responsibilities.
+
+Blocks centred on one shift add their moment sums (float64): ``N_k``,
+``sum r x`` and the second moments the covariance type needs, so a chunk
+yields one :class:`~daskgmm.stats.SufficientStats`, not one per block. A scatter
+from moments about the shift, ``sum r x x^T - N m m^T``, loses the digits by
+which the second moment exceeds the scatter; per block, component and feature
+that ratio is checked, and a component over ``EXPANSION_LOSS_LIMIT`` (far from
+the shift relative to its spread, or collapsed) is computed exactly centred on
+its block mean instead, from float64 differences, and merged pairwise. No
+round-off floor is needed: what the expanded form keeps has at least 13 digits.
+
+- full: one GEMM per feature group of the responsibility-weighted rows gives the
+  upper triangles of every component's second moment (packed); float32 data
+  compute every component exactly centred (products in float32 of float64
+  differences, sums in float64);
+- diag, spherical: one GEMM over the moment columns ``[x, x^2, 1]``;
+- tied: per-component diagonal moments for the check, then one weighted GEMM
+  over the rows of the components that pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .blocks import CentredBlock
+from .densities import feature_groups, moment_columns
+from .stats import SufficientStats
+
+# A component's expanded second moment about the shift may exceed its scatter by
+# at most this factor, per feature, for the expanded form to be used: float64 then
+# keeps at least 13 of its 16 digits, and so does the sum over a chunk's blocks
+# (its ratio is at most the largest block's).
+EXPANSION_LOSS_LIMIT = 1e3
+
+
+@dataclass
+class MomentSums:
+    """Sums over the blocks of a chunk centred on one shift; ``a + b`` adds them.
+
+    Attributes
+    ----------
+    mass : ndarray (K,)
+        ``sum w r`` of the components summed in expanded form (0 for the others).
+    first : ndarray (K, D)
+        ``sum w r x`` about the shift.
+    second : ndarray
+        Second moments about the shift: packed upper triangles (full, see
+        :func:`packed_second_moment`), ``sum_n w_n x x^T`` over the expanded
+        components (tied), ``sum w r x^2`` (diag, K x D) or ``sum w r |x|^2``
+        (spherical, K).
+    log_likelihood, weight_sum : float
+    n_rows : int
+    exact : SufficientStats
+        Statistics of the components computed exactly centred.
+    """
+
+    mass: np.ndarray
+    first: np.ndarray
+    second: np.ndarray
+    log_likelihood: float
+    weight_sum: float
+    n_rows: int
+    exact: SufficientStats
+
+    def __add__(self, other: "MomentSums") -> "MomentSums":
+        return MomentSums(self.mass + other.mass, self.first + other.first, self.second + other.second,
+                          self.log_likelihood + other.log_likelihood, self.weight_sum + other.weight_sum,
+                          self.n_rows + other.n_rows, self.exact + other.exact)
+
+    def statistics(self, covariance_type, shift) -> SufficientStats:
+        """The sums as :class:`SufficientStats` (means about the origin, centred scatters)."""
+        means_c = _means(self.first, self.mass)
+        if covariance_type == "full":
+            n_components, n_features = self.first.shape
+            second = unpack_second_moment(self.second, n_components, n_features)
+            scatter = second - self.mass[:, None, None] * (means_c[:, :, None] * means_c[:, None, :])
+        elif covariance_type == "tied":
+            # sum_k sum_n r_nk (x - m_k)(x - m_k)^T = sum_n w_n x x^T - sum_k N_k m_k m_k^T
+            scatter = self.second - (means_c * self.mass[:, None]).T @ means_c
+        elif covariance_type == "diag":
+            scatter = self.second - self.mass[:, None] * means_c**2
+        else:
+            scatter = self.second - self.mass * np.sum(means_c**2, axis=1)
+        means = np.where(self.mass[:, None] > 0, means_c + shift, 0.0)
+        expanded = SufficientStats(covariance_type, self.mass, means, scatter, self.log_likelihood,
+                                   self.weight_sum, self.n_rows)
+        return expanded + self.exact
+
+
+def _means(first, mass):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(mass[:, None] > 0, first / mass[:, None], 0.0)
+
+
+def moment_sums(block: CentredBlock, resp, log_norm, sample_weight, covariance_type, ws) -> MomentSums:
+    """The sums of one block given its responsibilities (``resp`` is scratch: it is weighted in place)."""
+    resp, mass = _weighted_mass(resp, sample_weight)
+    rows64 = block.exact()
+    resp64 = resp if resp.dtype == np.float64 else resp.astype(np.float64)
+    n_components, n_features = resp.shape[1], rows64.shape[1]
+    if covariance_type in ("full", "tied"):
+        first = resp64.T @ rows64
+    if covariance_type == "full" and block.dtype == np.float64:
+        second = packed_second_moment(rows64, resp64, ws)
+        diagonal = packed_diagonal(second, n_components, n_features)
+    elif covariance_type == "full":
+        second, diagonal = np.zeros(_second_moment_groups(n_components, n_features)[1]), None
+    elif covariance_type == "tied":
+        second, diagonal = None, resp64.T @ (rows64 * rows64)
+    else:
+        sums = (moment_columns(rows64, covariance_type, ws).T @ resp64).T  # this orientation: 25% faster
+        second = sums[:, n_features : 2 * n_features] if covariance_type == "diag" else sums[:, n_features]
+        diagonal = second if covariance_type == "diag" else second[:, None]
+        first = sums[:, :n_features]
+    inexact = _inexact_components(mass, first, diagonal, covariance_type)
+    if covariance_type == "tied":
+        kept = resp64 @ np.where(np.isin(np.arange(n_components), inexact), 0.0, 1.0)
+        second = (rows64 * kept[:, None]).T @ rows64
+    exact = exact_statistics(block, resp, inexact, first, mass, covariance_type, ws)
+    if inexact.size:
+        mass, first = mass.copy(), first.copy()
+        mass[inexact] = first[inexact] = 0.0
+        if covariance_type == "full":
+            for _, _, part in _packed_parts(second, n_components, n_features):
+                part[:, inexact] = 0.0
+        elif covariance_type != "tied":
+            second = second.copy()
+            second[inexact] = 0.0
+    log_likelihood = _log_likelihood(log_norm, sample_weight)
+    weight_sum = float(rows64.shape[0] if sample_weight is None else np.sum(sample_weight, dtype=np.float64))
+    return MomentSums(mass, first, second, log_likelihood, weight_sum, rows64.shape[0], exact)
+
+
+def _inexact_components(mass, first, diagonal, covariance_type):
+    """Components with mass whose expanded scatter would lose more than ``EXPANSION_LOSS_LIMIT``
+    (all of them when ``diagonal`` is None: float32 full)."""
+    if diagonal is None:
+        return np.flatnonzero(mass > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centred = first**2 / mass[:, None]
+        if covariance_type == "spherical":
+            centred = centred.sum(axis=1, keepdims=True)
+        scatter = diagonal - centred
+        fine = np.all(diagonal <= EXPANSION_LOSS_LIMIT * scatter, axis=1)
+    return np.flatnonzero((mass > 0) & ~fine)
+
+
+def exact_statistics(block: CentredBlock, resp, components, first, mass, covariance_type, ws):
+    """Statistics of ``components`` centred exactly on their block means (the others empty).
+
+    Differences ``x - m_k`` are formed in float64 (with the corrected two-pass
+    algorithm of Chan, Golub & LeVeque) and rounded once to the data's dtype
+    for the products; sums are float64.
+    """
+    rows64 = block.exact()
+    n_components, n_features = first.shape
+    stats = SufficientStats.empty(covariance_type, n_components, n_features)
+    if len(components) == 0:
+        return stats
+    dtype = block.dtype
+    diff64 = ws.get("diff64", rows64.shape, np.float64)
+    diff = diff64 if dtype == np.float64 else ws.get("diff", rows64.shape, dtype)
+    weighted = ws.get("weighted_rows", rows64.shape, dtype)
+    for k in components:
+        mean_c = first[k] / mass[k]
+        np.subtract(rows64, mean_c, out=diff64)
+        # corrected two-pass: the mean's own rounding, measured and taken out (rows that are
+        # all one point then have a scatter of zero, not the square of that rounding)
+        correction = (resp[:, k].astype(np.float64) @ diff64) / mass[k]
+        diff64 -= correction
+        mean_c = mean_c + correction
+        if diff is not diff64:
+            diff[...] = diff64
+        np.multiply(diff, resp[:, k, None], out=weighted)
+        if covariance_type in ("full", "tied"):
+            scatter = (weighted.T @ diff).astype(np.float64)
+            if covariance_type == "full":
+                stats.scatter[k] = scatter
+            else:
+                stats.scatter[...] += scatter
+        else:
+            per_feature = np.einsum("nd,nd->d", weighted, diff, dtype=np.float64)
+            stats.scatter[k] = per_feature if covariance_type == "diag" else per_feature.sum()
+        stats.means[k] = mean_c + block.shift
+        stats.resp_sum[k] = mass[k]
+    return stats
+
+
+def _second_moment_groups(n_components, n_features):
+    """``(low, high, offset)`` of each feature group's part of a packed second moment, and the total size."""
+    parts, offset = [], 0
+    for low, high in feature_groups(n_features, n_features):
+        parts.append((low, high, offset))
+        offset += (high - low) * n_components * (n_features - low)
+    return parts, offset
+
+
+def packed_second_moment(Xc, resp, ws):
+    """``sum_n r_nk x_n x_n^T`` of every component, packed (float64 data only).
+
+    Per feature group (rows ``low:high``) only columns ``low:`` (the upper
+    triangle's) are computed: one GEMM of the responsibility-weighted rows,
+    feature- and component-major so the weighting's inner loop runs over rows,
+    with the weighted copy only one group wide (it stays in cache). The packed
+    vector adds across blocks; :func:`unpack_second_moment` mirrors it.
+    """
+    n_samples, n_features = Xc.shape
+    n_components = resp.shape[1]
+    rows_t, resp_t = np.ascontiguousarray(Xc.T), np.ascontiguousarray(resp.T)
+    groups, size = _second_moment_groups(n_components, n_features)
+    packed = np.empty(size)
+    for low, high, offset in groups:
+        width = (high - low) * n_components
+        weighted = ws.get("weighted", (high - low, n_components, n_samples), Xc.dtype)
+        np.multiply(rows_t[low:high, None, :], resp_t[None], out=weighted)
+        part = packed[offset : offset + width * (n_features - low)].reshape(width, n_features - low)
+        np.matmul(weighted.reshape(width, n_samples), Xc[:, low:], out=part)
+    return packed
+
+
+def _packed_parts(packed, n_components, n_features):
+    """Views ``(low, high, part)`` of a packed second moment, ``part`` of shape (high - low, K, D - low)."""
+    groups, _ = _second_moment_groups(n_components, n_features)
+    for low, high, offset in groups:
+        size = (high - low) * n_components * (n_features - low)
+        yield low, high, packed[offset : offset + size].reshape(high - low, n_components, n_features - low)
+
+
+def packed_diagonal(packed, n_components, n_features):
+    """Diagonal of every component's packed second moment, shape (K, D)."""
+    diagonal = np.empty((n_components, n_features))
+    for low, high, part in _packed_parts(packed, n_components, n_features):
+        index = np.arange(high - low)
+        diagonal[:, low:high] = part[index, :, index].T
+    return diagonal
+
+
+def unpack_second_moment(packed, n_components, n_features):
+    """The (K, D, D) symmetric second moments of a packed vector."""
+    second = np.zeros((n_components, n_features, n_features))
+    for low, high, part in _packed_parts(packed, n_components, n_features):
+        second[:, low:high, low:] = part.transpose(1, 0, 2)
+    return np.triu(second) + np.swapaxes(np.triu(second, 1), 1, 2)
+
+
+def _weighted_mass(resp, sample_weight):
+    if sample_weight is not None:
+        resp *= sample_weight.astype(resp.dtype)[:, None]  # resp is scratch: weight it in place
+    if resp.dtype == np.float64:  # a GEMV: column sums of a C-ordered array are slow in NumPy
+        return resp, np.ones(resp.shape[0]) @ resp
+    return resp, resp.sum(axis=0, dtype=np.float64)
+
+
+def _log_likelihood(log_norm, sample_weight):
+    if log_norm is None:
+        return 0.0
+    if sample_weight is None:
+        return float(np.sum(log_norm, dtype=np.float64))
+    used = sample_weight > 0
+    return float(np.sum(sample_weight[used] * log_norm[used].astype(np.float64)))
