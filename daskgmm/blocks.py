@@ -138,20 +138,29 @@ def centre_block(raw, workspace=None, shift=None) -> CentredBlock:
 
 
 class SharedCentre:
-    """The centre the blocks of a chunk share, renewed when the rows drift away from it."""
+    """The centre the blocks of a chunk share, renewed when their rows drift away from it.
+
+    A block is centred on the shared centre unless the previous block's mean
+    (:meth:`observe`, known from its moment sums at no cost) had moved more
+    than ``DRIFT_LIMIT`` variances from it; the first block of a centre sets it
+    to its mean and measures the variances.
+    """
 
     def __init__(self):
         self.shift = None
         self._variance = None
+        self._renew = True
 
     def centre(self, raw, workspace) -> tuple[CentredBlock, bool]:
         """``(centred block, whether the centre is new)``."""
-        mean = block_mean(raw)
-        renew = self.shift is None or bool(
-            np.any((mean - self.shift) ** 2 > DRIFT_LIMIT * self._variance))
-        block = centre_block(raw, workspace, mean if renew else self.shift)
-        if renew:
-            self.shift = block.shift
-            rows = block.exact()
-            self._variance = np.einsum("nd,nd->d", rows, rows) / rows.shape[0]
-        return block, renew
+        if not self._renew:
+            return centre_block(raw, workspace, self.shift), False
+        block = centre_block(raw, workspace)
+        rows = block.exact()
+        self.shift, self._variance, self._renew = block.shift, np.einsum("nd,nd->d", rows, rows) / len(rows), False
+        return block, True
+
+    def observe(self, mean_offset):
+        """The mean of the last block's rows relative to the centre (None: unknown)."""
+        if mean_offset is not None and np.any(mean_offset**2 > DRIFT_LIMIT * self._variance):
+            self._renew = True

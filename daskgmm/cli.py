@@ -86,6 +86,10 @@ def source_options(command):
     return command
 
 
+overwrite_option = click.option("--overwrite", is_flag=True,
+                                help="Replace an output that daskgmm wrote before (never anything else).")
+
+
 def cluster_options(command):
     command = click.option("--scheduler", metavar="ADDRESS", help="Connect to a running scheduler (tcp://host:8786).")(command)
     command = click.option("--cluster-config", type=click.Path(dir_okay=False), help="Start a cluster from a YAML config.")(command)
@@ -146,17 +150,25 @@ def main():
 @cluster_options
 @click.option("--checkpoint", type=click.Path(file_okay=False), help="Resumable state, saved after every iteration.")
 @click.option("--out", type=click.Path(file_okay=False), help="Write the fitted model to this directory.")
+@overwrite_option
 @click.option("-q", "--quiet", is_flag=True, help="Only the summary.")
 @click.option("-v", "--verbose", is_flag=True, help="Also log what daskgmm decides (persist, chunking).")
 @handle_errors
 def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_type, max_iter, tol, reg_covar,
         init_params, n_init, random_state, persist, device, scheduler, cluster_config, local_cluster, checkpoint,
-        out, quiet, verbose):
+        out, overwrite, quiet, verbose):
     """Fit a Gaussian mixture to DATA (Zarr, HDF5, .npy, Parquet or CSV; local path or URL)."""
     import logging
 
     from .estimator import GaussianMixture
+    from .outputs import check_output
+    from .params import information_criteria
 
+    if out:
+        check_output(out, "model", overwrite=overwrite, inputs=[data] + ([checkpoint] if checkpoint else []),
+                     what="--out")
+    if checkpoint:
+        check_output(checkpoint, "checkpoint", overwrite=True, inputs=[data], what="--checkpoint")
     if verbose:
         logging.basicConfig(level=logging.INFO, format="daskgmm: %(message)s")
     with cluster_context(scheduler, cluster_config, local_cluster) as client:
@@ -178,11 +190,11 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
             warnings.simplefilter("always")
             gmm.fit(X, progress=progress)
         fit_seconds = time.perf_counter() - started
-        bic, aic = gmm.bic(X), gmm.aic(X)
+        bic, aic = information_criteria(gmm.score(X), X.shape[0], gmm._n_parameters())
         peaks = peak_memory_mib(client)
         dashboard = client.dashboard_link if client is not None else None
     if out:
-        gmm.save(out)
+        gmm.save(out, overwrite=overwrite)
     iteration_seconds = progress.iteration_seconds
     click.echo(f"components: {n_components} ({covariance_type}), iterations: {gmm.n_iter_}, "
                f"converged: {gmm.converged_}")
@@ -204,10 +216,12 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
 @click.argument("data")
 @source_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Zarr store for the result.")
+@overwrite_option
 @click.option("--proba", is_flag=True, help="Write probabilities (n x K) instead of labels.")
 @cluster_options
 @handle_errors
-def predict(model, data, dataset, columns, chunk_bytes, flatten, out, proba, scheduler, cluster_config, local_cluster):
+def predict(model, data, dataset, columns, chunk_bytes, flatten, out, overwrite, proba, scheduler, cluster_config,
+            local_cluster):
     """Write the labels (or probabilities) of every row of DATA to a Zarr store, chunk by chunk.
 
     \b
@@ -215,12 +229,15 @@ def predict(model, data, dataset, columns, chunk_bytes, flatten, out, proba, sch
       daskgmm predict model/ frames.zarr --out labels.zarr
     """
     from .model_io import load_model
+    from .outputs import check_output, mark_labels
 
+    check_output(out, "labels", overwrite=overwrite, inputs=[data, model], what="--out")
     gmm = load_model(model)
     with cluster_context(scheduler, cluster_config, local_cluster):
         X = open_source(data, dataset, columns, chunk_bytes, flatten)
         result = gmm.predict_proba(X) if proba else gmm.predict(X)
         result.to_zarr(out, overwrite=True)
+        mark_labels(out, "probabilities" if proba else "labels", model=model, data=data)
     click.echo(f"wrote {'probabilities' if proba else 'labels'} of {X.shape[0]:,} rows to {out}")
 
 
@@ -238,14 +255,14 @@ def score(model, data, dataset, columns, chunk_bytes, flatten, scheduler, cluste
       daskgmm score model/ held_out.zarr
     """
     from .model_io import load_model
+    from .params import information_criteria
 
     gmm = load_model(model)
     with cluster_context(scheduler, cluster_config, local_cluster):
         X = open_source(data, dataset, columns, chunk_bytes, flatten)
         mean = gmm.score(X)
     n = X.shape[0]
-    bic = -2 * mean * n + gmm._n_parameters() * np.log(n)
-    aic = -2 * mean * n + 2 * gmm._n_parameters()
+    bic, aic = information_criteria(mean, n, gmm._n_parameters())
     click.echo(f"rows: {n}  mean log-likelihood: {mean:.6f}  BIC: {bic:.6g}  AIC: {aic:.6g}")
 
 
@@ -289,9 +306,11 @@ def info(model):
 @cluster_options
 @click.option("--out", type=click.Path(file_okay=False), help="Write the best model to this directory.")
 @click.option("--table", "table_path", type=click.Path(dir_okay=False), help="Write the table as CSV.")
+@overwrite_option
 @handle_errors
 def select(data, dataset, columns, chunk_bytes, flatten, k_range, covariance_types, criterion, n_init,
-           init_params, max_iter, tol, random_state, scheduler, cluster_config, local_cluster, out, table_path):
+           init_params, max_iter, tol, random_state, scheduler, cluster_config, local_cluster, out, table_path,
+           overwrite):
     """Fit every K and covariance type in shared passes and keep the lowest BIC (or AIC).
 
     \b
@@ -299,8 +318,14 @@ def select(data, dataset, columns, chunk_bytes, flatten, k_range, covariance_typ
       daskgmm select frames.zarr -k 1:16 --covariance-types full,diag --out best/
       daskgmm select stretched.zarr -k 1:8 --init kmeans,random_from_data --n-init 3
     """
+    from .outputs import check_output
     from .selection import select_model
 
+    if out:
+        check_output(out, "model", overwrite=overwrite, inputs=[data], what="--out")
+    if table_path:
+        check_output(table_path, "table", overwrite=overwrite, inputs=[data] + ([out] if out else []),
+                     what="--table")
     try:
         k_min, k_max = (int(v) for v in k_range.split(":"))
     except ValueError:
@@ -328,7 +353,7 @@ def select(data, dataset, columns, chunk_bytes, flatten, k_range, covariance_typ
             writer.writeheader()
             writer.writerows(result.table)
     if out:
-        best.save(out)
+        best.save(out, overwrite=overwrite)
         click.echo(f"best model written to {out}")
 
 

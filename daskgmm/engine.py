@@ -342,6 +342,7 @@ class EMState:
     run: FitResult
     best: FitResult | None
     rng_state: tuple | None
+    finished: bool = False  # the fit ended: a new fit does not resume it
 
 
 def fit_mixture(
@@ -441,4 +442,6 @@ def fit_mixture(
         reporter.init_end(result.lower_bound, result.converged)
         if best is None or result.lower_bound > best.lower_bound or best.lower_bound == -np.inf:
             best = result
+    if checkpoint is not None and best is not None:
+        checkpoint.save(EMState(init_index, best, best, None, finished=True))
     return best

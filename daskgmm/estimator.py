@@ -14,20 +14,20 @@ import warnings
 from numbers import Integral
 
 import dask
-import dask.array as da
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as _SklearnGaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_feature_names, _check_n_features, check_is_fitted
 
 from . import kernels
-from .data import RowData, as_dask_rows, as_sample_weight
+from .data import RowData, as_dask_rows, as_sample_weight, content_digest, feature_names
 from .engine import DEFAULT_SPLIT_EVERY, FitResult, blas_threads_for, fit_mixture
 from .init import DEFAULT_INIT_SAMPLE_SIZE, initial_parameters
 from .model_io import CheckpointFile, save_model
-from .params import GaussianParams
+from .outputs import check_output
+from .params import GaussianParams, information_criteria
 
 
 class _Reporters:
@@ -247,8 +247,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
     def _fit(self, X, sample_weight, progress=None) -> RowData:
         self._validate_params()
         self._check_device()
-        X_rows, in_memory = as_dask_rows(X, chunk_rows=self.chunk_rows, ensure_min_samples=2,
-                                         default_rows=self._default_chunk_rows())
+        X_rows, in_memory, names = self._open_rows(X, ensure_min_samples=2)
         n_samples, n_features = X_rows.shape
         if n_samples < self.n_components:
             raise ValueError(
@@ -311,7 +310,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
                 ConvergenceWarning,
             )
         # Only now, with the fit complete, does the estimator change.
-        validate_data(self, X, reset=True, skip_check_array=True)
+        self._check_features(X_rows, names, reset=True)
         self._store(result, data.dtype)
         return data
 
@@ -326,6 +325,8 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
             n_features=data.n_features,
             dtype=str(data.dtype),
             weighted=data.sample_weight is not None,
+            data=content_digest(data),
+            warm_start_from=None if warm_start is None else _params_digest(warm_start.params),
             random_state=self.random_state if isinstance(self.random_state, (int, type(None))) else "instance",
             warm_start=warm_start is not None,
             **{name: None if getattr(self, name) is None else np.asarray(getattr(self, name)).tolist()
@@ -355,19 +356,42 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
             self.precisions_cholesky_,
         ).astype(np.float64)
 
-    def save(self, path):
+    def save(self, path, *, overwrite=False):
         """Write the fitted model to directory ``path`` (JSON + NPZ, no pickle).
 
         Read it back with :func:`daskgmm.load`; loading runs no code from the
-        file. An existing directory is replaced atomically.
+        file. ``path`` may be new or an empty directory; a model saved there
+        before is replaced (atomically) only with ``overwrite=True``, and
+        anything else that is there is never replaced (``OutputError``).
         """
+        check_is_fitted(self)
+        check_output(path, "model", overwrite=overwrite)
         save_model(self, path)
 
     # ------------------------------------------------------------ per-row output
+    def _open_rows(self, X, ensure_min_samples=1):
+        """``(rows, in_memory, feature names)`` of any input ``fit`` accepts: array-likes,
+        DataFrames (pandas or Dask), Dask arrays, stored arrays and paths, all opened alike."""
+        names = feature_names(X)
+        rows, in_memory = as_dask_rows(X, chunk_rows=self.chunk_rows, ensure_min_samples=ensure_min_samples,
+                                       default_rows=self._default_chunk_rows())
+        return rows, in_memory, names
+
+    def _check_features(self, rows, names, *, reset):
+        """scikit-learn's checks (and, with ``reset``, attributes) of the number and names of features."""
+        _check_n_features(self, rows, reset=reset)
+        if names is not None:
+            import pandas as pd  # a DataFrame was given, so pandas is there
+
+            _check_feature_names(self, pd.DataFrame(columns=names), reset=reset)
+        else:
+            _check_feature_names(self, rows, reset=reset)
+
     def _rows_for_prediction(self, X):
         check_is_fitted(self)
-        validate_data(self, X, reset=False, skip_check_array=True)
-        return as_dask_rows(X, chunk_rows=self.chunk_rows, default_rows=self._default_chunk_rows())
+        rows, in_memory, names = self._open_rows(X)
+        self._check_features(rows, names, reset=False)
+        return rows, in_memory
 
     def _default_chunk_rows(self):
         """Chunking of in-memory input: larger chunks for the GPU (see :mod:`daskgmm.gpu`)."""
@@ -434,24 +458,42 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
 
     def score(self, X, y=None):
         """Mean per-row log-likelihood of ``X`` (a float, computed in one pass)."""
-        scores = self.score_samples(X)
-        return float(scores.mean().compute() if isinstance(scores, da.Array) else scores.mean())
+        return self._mean_log_likelihood(X)[0]
 
-    @staticmethod
-    def _n_samples(X):
-        if isinstance(X, da.Array) and np.isnan(X.shape[0]):
-            return as_dask_rows(X)[0].shape[0]
-        return X.shape[0] if hasattr(X, "shape") else len(X)
+    def _mean_log_likelihood(self, X, sample_weight=None):
+        """``(weighted mean log-likelihood, total weight)`` of ``X``, in one pass."""
+        rows, _ = self._rows_for_prediction(X)
+        scores = self._map_rows(rows, False, kernels.chunk_score_samples)  # lazy: summed in the same pass
+        weights = as_sample_weight(sample_weight, rows)
+        if weights is None:
+            total, weight_sum = scores.sum(dtype=np.float64), rows.shape[0]
+        else:
+            total, weight_sum = (scores * weights).sum(dtype=np.float64), weights.sum()
+        with blas_threads_for(rows.numblocks[0]):
+            total, weight_sum = dask.compute(total, weight_sum)
+        return float(total / weight_sum), float(weight_sum)
 
-    def bic(self, X):
-        """Bayesian information criterion on ``X`` (lower is better), a float."""
-        n_samples = self._n_samples(X)
-        return float(-2 * self.score(X) * n_samples + self._n_parameters() * np.log(n_samples))
+    def bic(self, X, sample_weight=None):
+        """Bayesian information criterion on ``X`` (lower is better), a float.
 
-    def aic(self, X):
-        """Akaike information criterion on ``X`` (lower is better), a float."""
-        n_samples = self._n_samples(X)
-        return float(-2 * self.score(X) * n_samples + 2 * self._n_parameters())
+        With ``sample_weight``, a row of weight 2 counts as two rows (the
+        reading of weights everywhere in daskgmm): the log-likelihood is
+        weighted and the number of samples is the total weight.
+        """
+        return information_criteria(*self._mean_log_likelihood(X, sample_weight), self._n_parameters())[0]
+
+    def aic(self, X, sample_weight=None):
+        """Akaike information criterion on ``X`` (lower is better), a float; weights as in :meth:`bic`."""
+        return information_criteria(*self._mean_log_likelihood(X, sample_weight), self._n_parameters())[1]
+
+
+def _params_digest(params: GaussianParams) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in ("weights", "means", "covariances"):
+        digest.update(np.ascontiguousarray(getattr(params, name), dtype=np.float64).tobytes())
+    return digest.hexdigest()
 
 
 def _check_representable(params: GaussianParams, stored: GaussianParams):

@@ -16,7 +16,12 @@ larger ``init_sample_size`` addresses.
 
 When the data have no more rows than ``sample_size`` the "sample" is all rows
 in order, and every method except 'random' consumes ``random_state`` exactly
-as scikit-learn does: the same ``random_state`` gives the same start.
+as scikit-learn does: the same ``random_state`` picks the same centres or
+points, and gives the same start, except for one case. A 'tied' start from
+'k-means++' or 'random_from_data' (K single points) differs: scikit-learn
+takes ``(X^T X - sum x_i x_i^T) / K`` over all rows, uncentred, so it moves
+with the origin; daskgmm takes the empirical tied covariance of the K points,
+``reg_covar * I``, as for every other covariance type (the README's table).
 'random' draws its responsibilities from a generator keyed by row index (see
 :class:`daskgmm.kernels.RandomAssigner`) so it never materialises an n x K array.
 """

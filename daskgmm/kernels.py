@@ -158,6 +158,7 @@ def chunk_statistics(
             total = total + SufficientStats(covariance_type, *_zeros_like_stats(total),
                                             **worst_explained(raw, log_norm, rows, weights, track_worst))
         block_sums = moment_sums(block, resp, log_norm, weights, covariance_type, workspace)
+        centre.observe(block_sums.mean_offset(block.shift))
         sums = block_sums if sums is None else sums + block_sums
     if sums is not None:
         total = total + sums.statistics(covariance_type, previous_shift)

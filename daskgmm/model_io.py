@@ -10,6 +10,7 @@ that is renamed into place, so a reader never sees half a model.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+logger = logging.getLogger("daskgmm")
 FORMAT = "daskgmm-model"
 FORMAT_VERSION = 1
 ARRAYS = ("weights_", "means_", "covariances_", "precisions_cholesky_")
@@ -158,6 +160,10 @@ CHECKPOINT_FORMAT = "daskgmm-checkpoint"
 PARAM_FIELDS = ("weights", "means", "covariances", "precisions_cholesky")
 
 
+# Fingerprint entries that are digests: named, not printed, when they differ.
+DIGEST_NAMES = {"data": "the data's content differs", "warm_start_from": "the warm start's parameters differ"}
+
+
 class CheckpointFile:
     """The state of a fit after its last completed iteration, in directory ``path``.
 
@@ -176,10 +182,18 @@ class CheckpointFile:
         if not self.path.exists():
             return None
         metadata, arrays = read_directory(self.path, CHECKPOINT_FORMAT)
+        if metadata.get("finished"):
+            logger.warning("daskgmm: checkpoint %s holds a finished fit: starting afresh (it will be replaced)",
+                           self.path)
+            return None
         stored = metadata.get("fingerprint", {})
         if stored != self.fingerprint:
             different = sorted(k for k in set(stored) | set(self.fingerprint) if stored.get(k) != self.fingerprint.get(k))
-            details = "; ".join(f"{k}: checkpoint {stored.get(k)!r}, now {self.fingerprint.get(k)!r}" for k in different)
+            plain = [k for k in different if k not in DIGEST_NAMES]
+            different = plain or different  # a digest differs anyway when what it covers does
+            details = "; ".join(DIGEST_NAMES[k] if k in DIGEST_NAMES else
+                                f"{k}: checkpoint {stored.get(k)!r}, now {self.fingerprint.get(k)!r}"
+                                for k in different)
             raise ValueError(
                 f"checkpoint {self.path} was written for other data or settings ({details}). "
                 "Delete it, or pass another checkpoint path, to start afresh."
@@ -190,9 +204,12 @@ class CheckpointFile:
             rng = metadata["rng"]
             rng_state = None if rng is None else (
                 "MT19937", arrays["rng_key"], rng["pos"], rng["has_gauss"], rng["cached_gaussian"])
-            return EMState(int(metadata["init_index"]), run, best, rng_state)
+            state = EMState(int(metadata["init_index"]), run, best, rng_state)
         except (KeyError, TypeError, ValueError) as error:
             raise ModelFileError(f"{self.path}: inconsistent checkpoint ({error!r}).") from None
+        logger.warning("daskgmm: resumed from checkpoint %s at iteration %d (start %d)",
+                       self.path, run.n_iter, state.init_index + 1)
+        return state
 
     def _result(self, info, arrays, prefix):
         from .engine import FitResult
@@ -213,6 +230,7 @@ class CheckpointFile:
             "init_index": state.init_index,
             "best": None,
             "rng": None,
+            "finished": bool(state.finished),
         }
         for prefix, result in (("run", state.run), ("best", state.best)):
             if result is None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import blas
 
 from .blocks import CentredBlock
 from .densities import feature_groups, moment_columns
@@ -53,8 +54,8 @@ class MomentSums:
         (spherical, K).
     log_likelihood, weight_sum : float
     n_rows : int
-    exact : SufficientStats
-        Statistics of the components computed exactly centred.
+    exact : SufficientStats or None
+        Statistics of the components computed exactly centred (None: none were).
     """
 
     mass: np.ndarray
@@ -63,12 +64,12 @@ class MomentSums:
     log_likelihood: float
     weight_sum: float
     n_rows: int
-    exact: SufficientStats
+    exact: SufficientStats | None
 
     def __add__(self, other: "MomentSums") -> "MomentSums":
         return MomentSums(self.mass + other.mass, self.first + other.first, self.second + other.second,
                           self.log_likelihood + other.log_likelihood, self.weight_sum + other.weight_sum,
-                          self.n_rows + other.n_rows, self.exact + other.exact)
+                          self.n_rows + other.n_rows, _add_optional(self.exact, other.exact))
 
     def statistics(self, covariance_type, shift) -> SufficientStats:
         """The sums as :class:`SufficientStats` (means about the origin, centred scatters)."""
@@ -87,7 +88,19 @@ class MomentSums:
         means = np.where(self.mass[:, None] > 0, means_c + shift, 0.0)
         expanded = SufficientStats(covariance_type, self.mass, means, scatter, self.log_likelihood,
                                    self.weight_sum, self.n_rows)
-        return expanded + self.exact
+        return expanded if self.exact is None else expanded + self.exact
+
+    def mean_offset(self, shift):
+        """The (weighted) mean of the rows summed, relative to ``shift``; None when they weigh nothing."""
+        total, first = self.mass.sum(), self.first.sum(axis=0)
+        if self.exact is not None:
+            total = total + self.exact.resp_sum.sum()
+            first = first + self.exact.resp_sum @ (self.exact.means - shift)
+        return first / total if total > 0 else None
+
+
+def _add_optional(a, b):
+    return b if a is None else a if b is None else a + b
 
 
 def _means(first, mass):
@@ -106,8 +119,9 @@ def moment_sums(block: CentredBlock, resp, log_norm, sample_weight, covariance_t
     if covariance_type == "full" and block.dtype == np.float64:
         second = packed_second_moment(rows64, resp64, ws)
         diagonal = packed_diagonal(second, n_components, n_features)
-    elif covariance_type == "full":
-        second, diagonal = np.zeros(_second_moment_groups(n_components, n_features)[1]), None
+    elif covariance_type == "full":  # float32: every component exactly centred; the diagonal says how
+        second = np.zeros(_second_moment_groups(n_components, n_features)[1])
+        diagonal = resp64.T @ (rows64 * rows64)
     elif covariance_type == "tied":
         second, diagonal = None, resp64.T @ (rows64 * rows64)
     else:
@@ -119,16 +133,18 @@ def moment_sums(block: CentredBlock, resp, log_norm, sample_weight, covariance_t
     if covariance_type == "tied":
         kept = resp64 @ np.where(np.isin(np.arange(n_components), inexact), 0.0, 1.0)
         second = (rows64 * kept[:, None]).T @ rows64
-    exact = exact_statistics(block, resp, inexact, first, mass, covariance_type, ws)
-    if inexact.size:
+    centred = np.flatnonzero(mass > 0) if covariance_type == "full" and block.dtype != np.float64 else inexact
+    exact = exact_statistics(block, resp, centred, first, mass, covariance_type, ws, inexact) \
+        if centred.size else None
+    if centred.size:
         mass, first = mass.copy(), first.copy()
-        mass[inexact] = first[inexact] = 0.0
+        mass[centred] = first[centred] = 0.0
         if covariance_type == "full":
             for _, _, part in _packed_parts(second, n_components, n_features):
-                part[:, inexact] = 0.0
+                part[:, centred] = 0.0
         elif covariance_type != "tied":
             second = second.copy()
-            second[inexact] = 0.0
+            second[centred] = 0.0
     log_likelihood = _log_likelihood(log_norm, sample_weight)
     weight_sum = float(rows64.shape[0] if sample_weight is None else np.sum(sample_weight, dtype=np.float64))
     return MomentSums(mass, first, second, log_likelihood, weight_sum, rows64.shape[0], exact)
@@ -148,45 +164,59 @@ def _inexact_components(mass, first, diagonal, covariance_type):
     return np.flatnonzero((mass > 0) & ~fine)
 
 
-def exact_statistics(block: CentredBlock, resp, components, first, mass, covariance_type, ws):
-    """Statistics of ``components`` centred exactly on their block means (the others empty).
+def exact_statistics(block: CentredBlock, resp, components, first, mass, covariance_type, ws, precise=None):
+    """Statistics of ``components`` centred on their block means (the others empty); sums in float64.
 
-    Differences ``x - m_k`` are formed in float64 (with the corrected two-pass
-    algorithm of Chan, Golub & LeVeque) and rounded once to the data's dtype
-    for the products; sums are float64.
+    For the components in ``precise`` (default: all), whose rows sit far from
+    the shift relative to their spread or are all one point, the differences
+    ``x - m_k`` are formed in float64 from exactly centred rows, with the
+    corrected two-pass algorithm of Chan, Golub & LeVeque, and rounded once
+    to the data's dtype; for the others (float32 full covariances near the
+    shift) they are formed in float32, whose rounding then enters the scatter
+    only to second order. Products run in the data's dtype.
     """
-    rows64 = block.exact()
     n_components, n_features = first.shape
     stats = SufficientStats.empty(covariance_type, n_components, n_features)
-    if len(components) == 0:
-        return stats
+    precise = set(np.asarray(components if precise is None else precise).tolist())
     dtype = block.dtype
-    diff64 = ws.get("diff64", rows64.shape, np.float64)
-    diff = diff64 if dtype == np.float64 else ws.get("diff", rows64.shape, dtype)
-    weighted = ws.get("weighted_rows", rows64.shape, dtype)
+    shape = block.raw.shape
+    diff64 = ws.get("diff64", shape, np.float64)
+    diff = diff64 if dtype == np.float64 else ws.get("diff", shape, dtype)
+    weighted = ws.get("weighted_rows", shape, dtype)
     for k in components:
         mean_c = first[k] / mass[k]
-        np.subtract(rows64, mean_c, out=diff64)
-        # corrected two-pass: the mean's own rounding, measured and taken out (rows that are
-        # all one point then have a scatter of zero, not the square of that rounding)
-        correction = (resp[:, k].astype(np.float64) @ diff64) / mass[k]
-        diff64 -= correction
-        mean_c = mean_c + correction
-        if diff is not diff64:
-            diff[...] = diff64
-        np.multiply(diff, resp[:, k, None], out=weighted)
+        if k in precise:
+            np.subtract(block.exact(), mean_c, out=diff64)
+            # the mean's own rounding, measured and taken out: rows that are all one
+            # point then have a scatter of zero, not the square of that rounding
+            correction = (resp[:, k].astype(np.float64) @ diff64) / mass[k]
+            diff64 -= correction
+            mean_c = mean_c + correction
+            if diff is not diff64:
+                diff[...] = diff64
+        else:
+            np.subtract(block.rows, mean_c.astype(dtype), out=diff)
         if covariance_type in ("full", "tied"):
-            scatter = (weighted.T @ diff).astype(np.float64)
+            scatter = _weighted_scatter(diff, resp[:, k], weighted)
             if covariance_type == "full":
                 stats.scatter[k] = scatter
             else:
                 stats.scatter[...] += scatter
         else:
+            np.multiply(diff, resp[:, k, None], out=weighted)
             per_feature = np.einsum("nd,nd->d", weighted, diff, dtype=np.float64)
             stats.scatter[k] = per_feature if covariance_type == "diag" else per_feature.sum()
         stats.means[k] = mean_c + block.shift
         stats.resp_sum[k] = mass[k]
     return stats
+
+
+def _weighted_scatter(diff, weights, scratch):
+    """``sum_n w_n d_n d_n^T`` in float64, as one symmetric rank-k update (half a GEMM's flops)."""
+    np.multiply(diff, np.sqrt(weights)[:, None], out=scratch)
+    syrk = blas.dsyrk if scratch.dtype == np.float64 else blas.ssyrk
+    upper = syrk(1.0, scratch.T, trans=0).astype(np.float64)  # scratch.T is Fortran-ordered: no copy
+    return np.triu(upper) + np.triu(upper, 1).T
 
 
 def _second_moment_groups(n_components, n_features):

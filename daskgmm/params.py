@@ -291,3 +291,21 @@ def reseed_collapsed(stats: SufficientStats, reg_covar: float, data_dtype=np.flo
     for k, row in zip(bad, stats.worst_rows):
         resp_sum[k], means[k], scatter[k] = seed_mass, row, pooled * seed_mass
     return replace(stats, resp_sum=resp_sum, means=means, scatter=scatter), bad
+
+
+def n_parameters(n_components, n_features, covariance_type) -> int:
+    """Free parameters of a mixture, as scikit-learn counts them."""
+    covariance = {"full": n_components * n_features * (n_features + 1) / 2, "diag": n_components * n_features,
+                  "tied": n_features * (n_features + 1) / 2, "spherical": n_components}[covariance_type]
+    return int(covariance + n_features * n_components + n_components - 1)
+
+
+def information_criteria(mean_log_likelihood, n_samples, n_parameters):
+    """``(BIC, AIC)`` from the (weighted) mean log-likelihood per sample.
+
+    ``n_samples`` is the number of rows, or their total weight: a row of
+    weight 2 is two rows, in the likelihood and in the BIC's ``log n``.
+    """
+    log_likelihood = mean_log_likelihood * n_samples
+    return (float(-2 * log_likelihood + n_parameters * np.log(n_samples)),
+            float(-2 * log_likelihood + 2 * n_parameters))

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.utils import check_random_state
 
-from .data import RowData, as_dask_rows, as_sample_weight
+from .data import RowData, as_dask_rows, as_sample_weight, feature_names
 from .engine import DEFAULT_SPLIT_EVERY, FitResult, place_data, statistics_pass_many
 from .estimator import GaussianMixture
 from .init import DEFAULT_INIT_SAMPLE_SIZE, draw_sample, finish_starts, start_for
 from .kernels import GaussianAssigner
-from .params import GaussianParams, m_step
+from .params import GaussianParams, information_criteria, m_step, n_parameters
 
 CRITERIA = ("bic", "aic")
 
@@ -73,6 +73,7 @@ class SelectionResult:
     settings: dict = field(default_factory=dict)  # estimator parameters shared by all candidates
     dtype: object = np.float64
     n_features: int = 0
+    feature_names: object = None  # of a DataFrame's columns, as the estimators' feature_names_in_
 
     def __post_init__(self):
         self.best_estimator_ = self.best()
@@ -99,6 +100,8 @@ class SelectionResult:
                                     init_params=chosen.init_params, **self.settings)
         estimator._store(chosen.result, self.dtype)
         estimator.n_features_in_ = self.n_features
+        if self.feature_names is not None:
+            estimator.feature_names_in_ = self.feature_names
         return estimator
 
     def to_frame(self):
@@ -254,12 +257,11 @@ def select_model(
         [c.covariance_type for c in fitted], [c.n_components for c in fitted], split_every,
     )
     passes += 1
-    n_samples = data.n_samples
     for c, s in zip(fitted, scores):
+        # weighted rows count as their weight (weight 2 = a duplicated row), as in GaussianMixture.bic
         c.log_likelihood = s.log_likelihood / s.weight_sum
-        parameters = _n_parameters(c.n_components, data.n_features, c.covariance_type)
-        c.bic = -2 * c.log_likelihood * n_samples + parameters * np.log(n_samples)
-        c.aic = -2 * c.log_likelihood * n_samples + 2 * parameters
+        c.bic, c.aic = information_criteria(c.log_likelihood, s.weight_sum,
+                                            n_parameters(c.n_components, data.n_features, c.covariance_type))
     settings = dict(tol=tol, reg_covar=reg_covar, max_iter=max_iter, random_state=random_state,
                     chunk_rows=chunk_rows, split_every=split_every, init_sample_size=init_sample_size,
                     persist=persist)
@@ -271,11 +273,5 @@ def select_model(
              converged=bool(c.result.converged) if c.result else False, error=c.error)
         for c in candidates
     ]
-    return SelectionResult(candidates, criterion, passes, table, settings, data.dtype, data.n_features)
-
-
-def _n_parameters(n_components, n_features, covariance_type):
-    """Free parameters, as scikit-learn counts them."""
-    cov = {"full": n_components * n_features * (n_features + 1) / 2, "diag": n_components * n_features,
-           "tied": n_features * (n_features + 1) / 2, "spherical": n_components}[covariance_type]
-    return int(cov + n_features * n_components + n_components - 1)
+    return SelectionResult(candidates, criterion, passes, table, settings, data.dtype, data.n_features,
+                           feature_names(X))

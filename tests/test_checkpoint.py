@@ -105,9 +105,17 @@ def test_sigterm_then_resume(X, uninterrupted, tmp_path):
     assert_identical(resumed, uninterrupted)
 
 
+def as_interrupted(path):
+    """Mark a finished checkpoint as a fit still going (as after a crash after its last iteration)."""
+    state = json.loads((path / "model.json").read_text())
+    state["finished"] = False
+    (path / "model.json").write_text(json.dumps(state))
+
+
 def test_checkpoint_from_other_data_or_settings_is_refused(X, tmp_path):
     path = tmp_path / "ck"
     fit_quietly(GaussianMixture(**SETTINGS, checkpoint=path), X)
+    as_interrupted(path)
     with pytest.raises(ValueError, match="other data or settings \\(n_samples: checkpoint 3000, now 2000\\)"):
         GaussianMixture(**SETTINGS, checkpoint=path).fit(X[:2000])
     with pytest.raises(ValueError, match="covariance_type: checkpoint 'full', now 'diag'.*Delete it"):

@@ -43,12 +43,14 @@ def test_a_checkpoint_path_parameter_is_saved_as_text(tmp_path):
     assert daskgmm.load(tmp_path / "m").checkpoint == str(tmp_path / "fit.ckpt")
 
 
-def test_saving_again_replaces_the_model(tmp_path):
+def test_saving_again_replaces_the_model_when_asked(tmp_path):
     X = make_data(n_samples=500, n_components=2)
     first = fit_quietly(GaussianMixture(2, random_state=0), X)
     second = fit_quietly(GaussianMixture(3, random_state=0), X)
     first.save(tmp_path / "m")
-    second.save(tmp_path / "m")
+    with pytest.raises(ValueError, match="overwrite=True"):
+        second.save(tmp_path / "m")
+    second.save(tmp_path / "m", overwrite=True)
     assert daskgmm.load(tmp_path / "m").n_components == 3
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no staging leftovers
 
