@@ -15,8 +15,8 @@ round-off floor is needed: what the expanded form keeps has at least 13 digits.
   compute every component exactly centred (products in float32 of float64
   differences, sums in float64);
 - diag, spherical: one GEMM over the moment columns ``[x, x^2, 1]``;
-- tied: per-component diagonal moments for the check, then one weighted GEMM
-  over the rows of the components that pass.
+- tied: one weighted GEMM; where its per-feature check fails, per-component
+  diagonal moments tell which components to compute exactly centred.
 """
 
 from __future__ import annotations
@@ -123,14 +123,23 @@ def moment_sums(block: CentredBlock, resp, log_norm, sample_weight, covariance_t
         second = np.zeros(_second_moment_groups(n_components, n_features)[1])
         diagonal = resp64.T @ (rows64 * rows64)
     elif covariance_type == "tied":
-        second, diagonal = None, resp64.T @ (rows64 * rows64)
+        second = (rows64 * (resp64 @ np.ones(n_components))[:, None]).T @ rows64
+        # the tied scatter is one sum: per feature, its expanded form loses what its total
+        # second moment exceeds it by; only when that is too much are the components told apart
+        centred_diagonal = np.diag(second) - np.einsum("kd,kd->d", first, _means(first, mass))
+        with np.errstate(invalid="ignore"):
+            fine = np.all(np.diag(second) <= EXPANSION_LOSS_LIMIT * centred_diagonal)
+        diagonal = None if fine else resp64.T @ (rows64 * rows64)
     else:
         sums = (moment_columns(rows64, covariance_type, ws).T @ resp64).T  # this orientation: 25% faster
         second = sums[:, n_features : 2 * n_features] if covariance_type == "diag" else sums[:, n_features]
         diagonal = second if covariance_type == "diag" else second[:, None]
         first = sums[:, :n_features]
-    inexact = _inexact_components(mass, first, diagonal, covariance_type)
-    if covariance_type == "tied":
+    if covariance_type == "tied" and diagonal is None:
+        inexact = np.empty(0, dtype=np.intp)
+    else:
+        inexact = _inexact_components(mass, first, diagonal, covariance_type)
+    if covariance_type == "tied" and inexact.size:
         kept = resp64 @ np.where(np.isin(np.arange(n_components), inexact), 0.0, 1.0)
         second = (rows64 * kept[:, None]).T @ rows64
     centred = np.flatnonzero(mass > 0) if covariance_type == "full" and block.dtype != np.float64 else inexact
@@ -152,9 +161,7 @@ def moment_sums(block: CentredBlock, resp, log_norm, sample_weight, covariance_t
 
 def _inexact_components(mass, first, diagonal, covariance_type):
     """Components with mass whose expanded scatter would lose more than ``EXPANSION_LOSS_LIMIT``
-    (all of them when ``diagonal`` is None: float32 full)."""
-    if diagonal is None:
-        return np.flatnonzero(mass > 0)
+    in some feature (``diagonal``: their second moments about the shift, per feature)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         centred = first**2 / mass[:, None]
         if covariance_type == "spherical":

@@ -203,3 +203,9 @@ def test_weighted_bic_is_the_bic_of_the_duplicated_rows():
     row = result.table[0]
     np.testing.assert_allclose(row["bic"], -2 * row["log_likelihood"] * weights.sum() + 11 * np.log(weights.sum()),
                                rtol=1e-12)
+
+
+def test_scikit_learn_s_check_fit2d_predict1d():
+    from sklearn.utils.estimator_checks import check_fit2d_predict1d
+
+    check_fit2d_predict1d("GaussianMixture", GaussianMixture(2, random_state=0))
