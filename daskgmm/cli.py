@@ -165,8 +165,8 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
     from .params import information_criteria
 
     if out:
-        check_output(out, "model", overwrite=overwrite, inputs=[data] + ([checkpoint] if checkpoint else []),
-                     what="--out")
+        check_output(out, "model", overwrite=overwrite,
+                     inputs=[data] + ([("the --checkpoint", checkpoint)] if checkpoint else []), what="--out")
     if checkpoint:
         check_output(checkpoint, "checkpoint", overwrite=True, inputs=[data], what="--checkpoint")
     if verbose:
@@ -231,7 +231,7 @@ def predict(model, data, dataset, columns, chunk_bytes, flatten, out, overwrite,
     from .model_io import load_model
     from .outputs import check_output, mark_labels
 
-    check_output(out, "labels", overwrite=overwrite, inputs=[data, model], what="--out")
+    check_output(out, "labels", overwrite=overwrite, inputs=[data, ("the model", model)], what="--out")
     gmm = load_model(model)
     with cluster_context(scheduler, cluster_config, local_cluster):
         X = open_source(data, dataset, columns, chunk_bytes, flatten)
@@ -324,8 +324,8 @@ def select(data, dataset, columns, chunk_bytes, flatten, k_range, covariance_typ
     if out:
         check_output(out, "model", overwrite=overwrite, inputs=[data], what="--out")
     if table_path:
-        check_output(table_path, "table", overwrite=overwrite, inputs=[data] + ([out] if out else []),
-                     what="--table")
+        check_output(table_path, "table", overwrite=overwrite,
+                     inputs=[data] + ([("the --out", out)] if out else []), what="--table")
     try:
         k_min, k_max = (int(v) for v in k_range.split(":"))
     except ValueError:

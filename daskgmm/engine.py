@@ -443,5 +443,5 @@ def fit_mixture(
         if best is None or result.lower_bound > best.lower_bound or best.lower_bound == -np.inf:
             best = result
     if checkpoint is not None and best is not None:
-        checkpoint.save(EMState(init_index, best, best, None, finished=True))
+        checkpoint.save(EMState(max(n_init - 1, 0), best, best, None, finished=True))
     return best

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 MODEL_FORMATS = {"model": "daskgmm-model", "checkpoint": "daskgmm-checkpoint"}
+KIND_NAMES = {"model": "model", "checkpoint": "checkpoint", "labels": "label store", "table": "selection table"}
 # The attribute that marks a Zarr store of labels or probabilities as daskgmm's.
 LABELS_ATTRIBUTE = "daskgmm"
 
@@ -70,9 +71,10 @@ def check_output(path, kind, *, overwrite=False, inputs=(), what=None):
     kind : {"model", "checkpoint", "labels", "table"}
     overwrite : bool
         Allow replacing an existing output of the same kind written by daskgmm.
-    inputs : iterable of str or path
-        The paths the command reads: an output may be none of them, nor
-        inside one, nor hold one.
+    inputs : iterable of str or path, or of (name, path) pairs
+        The paths the command reads or writes besides (named "the input"
+        unless a name is given): an output may be none of them, nor inside
+        one, nor hold one.
     what : str, optional
         How to name the output in messages (default: ``kind``).
     """
@@ -81,21 +83,22 @@ def check_output(path, kind, *, overwrite=False, inputs=(), what=None):
     if target is None:
         return
     for source in inputs:
+        name, source = source if isinstance(source, tuple) else ("the input", source)
         source = _local(source) if isinstance(source, (str, os.PathLike)) else None
         if source is not None and (target == source or source in target.parents or target in source.parents):
             relation = "is" if target == source else "overlaps"
-            raise OutputError(f"the {what} path {path} {relation} the input {source}; choose another output path.")
+            raise OutputError(f"the {what} path {path} {relation} {name} {source}; choose another output path.")
     found = owner_kind(target)
     if kind == "table" and target.is_file():
         found = "table" if _is_selection_table(target) else "foreign"
     if found not in (None, "empty"):
         if found != kind:
-            description = "a daskgmm " + found if found in ("model", "checkpoint", "labels") else \
+            description = "a daskgmm " + KIND_NAMES[found] if found in KIND_NAMES else \
                 "an existing folder or file that daskgmm did not write"
             raise OutputError(f"the {what} path {path} is {description}; daskgmm will not replace it. "
                               "Choose another output path.")
         if not overwrite:
-            raise OutputError(f"the {what} path {path} already holds a daskgmm {kind}; pass --overwrite "
+            raise OutputError(f"the {what} path {path} already holds a daskgmm {KIND_NAMES[kind]}; pass --overwrite "
                               "(overwrite=True in Python) to replace it, or choose another path.")
     _check_writable(target, path, what)
 
