@@ -176,6 +176,16 @@ def _check_finite(stats: SufficientStats):
         )
 
 
+def statistics_kernel(device: str = "cpu"):
+    """The chunk task of a pass: :func:`daskgmm.kernels.chunk_statistics`, or its CuPy twin
+    :func:`daskgmm.gpu.chunk_statistics` for ``device="cuda"`` (same signature and result)."""
+    if device == "cuda":
+        from . import gpu
+
+        return gpu.chunk_statistics
+    return chunk_statistics
+
+
 def pass_graph(
     data: RowData,
     assigner,
@@ -184,6 +194,7 @@ def pass_graph(
     split_every: int = DEFAULT_SPLIT_EVERY,
     block_rows: int | None = None,
     track_worst: int = 0,
+    device: str = "cpu",
 ):
     """The graph of one pass: a statistics task per chunk, merged in a tree.
 
@@ -191,9 +202,10 @@ def pass_graph(
     """
     # One key for the assigner (it carries the parameters): sent once per worker.
     assigner_key = dask.delayed(assigner, pure=True)
+    kernel = statistics_kernel(device)
     parts = _chunk_tasks(
         data,
-        lambda x, w, offset: dask.delayed(chunk_statistics, pure=True)(
+        lambda x, w, offset: dask.delayed(kernel, pure=True)(
             x, w, assigner_key, covariance_type, n_components, offset, block_rows, track_worst
         ),
     )
@@ -207,12 +219,14 @@ def statistics_pass(
     n_components: int,
     split_every: int = DEFAULT_SPLIT_EVERY,
     track_worst: int = 0,
+    device: str = "cpu",
 ) -> SufficientStats:
     """Read every chunk once and return the merged statistics.
 
     Raises ``ValueError`` if any row holds NaN or infinity.
     """
-    graph = pass_graph(data, assigner, covariance_type, n_components, split_every, track_worst=track_worst)
+    graph = pass_graph(data, assigner, covariance_type, n_components, split_every, track_worst=track_worst,
+                       device=device)
     with blas_threads_for(data.X.numblocks[0]):
         (stats,) = dask.compute(graph)
     _check_finite(stats)
@@ -225,13 +239,15 @@ def statistics_pass_many(
     covariance_types: list,
     n_components: list,
     split_every: int = DEFAULT_SPLIT_EVERY,
+    device: str = "cpu",
 ) -> list:
     """One read of every chunk for several models; their merged statistics, in order."""
     models = dask.delayed(list(assigners), pure=True)
+    kernel = statistics_kernel(device)
     parts = _chunk_tasks(
         data,
         lambda x, w, offset: dask.delayed(chunk_statistics_many, pure=True)(
-            x, w, models, list(covariance_types), list(n_components), offset
+            x, w, models, list(covariance_types), list(n_components), offset, kernel
         ),
     )
     with blas_threads_for(data.X.numblocks[0]):
@@ -277,8 +293,8 @@ def run_em(
         n_iter += 1
         previous = lower_bound
         stats = statistics_pass(
-            data, GaussianAssigner(params, device), params.covariance_type, params.n_components, split_every,
-            track_worst=params.n_components if reseed else 0,
+            data, GaussianAssigner(params), params.covariance_type, params.n_components, split_every,
+            track_worst=params.n_components if reseed else 0, device=device,
         )
         lower_bound = stats.log_likelihood / stats.weight_sum
         if reseed:
@@ -322,8 +338,8 @@ def run_em_together(
             break
         covariance_type = runs[active[0]].params.covariance_type
         stats_list = statistics_pass_many(
-            data, [GaussianAssigner(runs[i].params, device) for i in active], [covariance_type] * len(active),
-            [runs[i].params.n_components for i in active], split_every,
+            data, [GaussianAssigner(runs[i].params) for i in active], [covariance_type] * len(active),
+            [runs[i].params.n_components for i in active], split_every, device,
         )
         for i, stats in zip(active, stats_list):
             run = runs[i]

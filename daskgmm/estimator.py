@@ -242,7 +242,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         labels : ndarray or dask array of shape (n_samples,)
         """
         data = self._fit(X, sample_weight)
-        return self._map_rows(data.X, data.in_memory, kernels.chunk_predict)
+        return self._map_rows(data.X, data.in_memory, "label")
 
     def _fit(self, X, sample_weight, progress=None) -> RowData:
         self._validate_params()
@@ -408,21 +408,26 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
 
             gpu.cupy_or_error()
 
-    def _map_rows(self, X_rows, in_memory, kernel):
-        """Apply a per-chunk kernel lazily; compute at once for in-memory input.
+    def _map_rows(self, X_rows, in_memory, output):
+        """Every row's ``output`` ("label", "proba", "log_norm"): lazy for Dask input, computed
+        at once for in-memory input; on the CPU or, for ``device="cuda"``, the GPU.
 
         Rows are computed in the wider of their dtype and the model's, as
         scikit-learn does: a float64 model scores float32 data in float64.
         """
         self._check_device()
+        if self.device == "cuda":
+            from . import gpu as backend
+        else:
+            backend = kernels
         X_rows = X_rows.astype(np.result_type(X_rows.dtype, self.means_.dtype), copy=False)
         params = dask.delayed(self._fitted_params(), pure=True)
-        if kernel is kernels.chunk_predict_proba:
-            out = X_rows.map_blocks(kernel, params, self.device,
+        if output == "proba":
+            out = X_rows.map_blocks(backend.per_row, params, output,
                                     chunks=(X_rows.chunks[0], (self.n_components,)), dtype=X_rows.dtype)
         else:
-            dtype = np.int64 if kernel is kernels.chunk_predict else X_rows.dtype
-            out = X_rows.map_blocks(kernel, params, self.device, drop_axis=1, dtype=dtype)
+            dtype = np.int64 if output == "label" else X_rows.dtype
+            out = X_rows.map_blocks(backend.per_row, params, output, drop_axis=1, dtype=dtype)
         if not in_memory:
             return out
         with blas_threads_for(X_rows.numblocks[0]):
@@ -436,7 +441,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         labels : ndarray of shape (n_samples,), or a lazy dask array with X's
             row chunks for Dask input.
         """
-        return self._map_rows(*self._rows_for_prediction(X), kernels.chunk_predict)
+        return self._map_rows(*self._rows_for_prediction(X), "label")
 
     def predict_proba(self, X):
         """Posterior probability of each component for each row.
@@ -445,7 +450,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         -------
         resp : ndarray of shape (n_samples, n_components), or a lazy dask array.
         """
-        return self._map_rows(*self._rows_for_prediction(X), kernels.chunk_predict_proba)
+        return self._map_rows(*self._rows_for_prediction(X), "proba")
 
     def score_samples(self, X):
         """Log-likelihood of each row under the model.
@@ -454,7 +459,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         -------
         log_prob : ndarray of shape (n_samples,), or a lazy dask array.
         """
-        return self._map_rows(*self._rows_for_prediction(X), kernels.chunk_score_samples)
+        return self._map_rows(*self._rows_for_prediction(X), "log_norm")
 
     def score(self, X, y=None):
         """Mean per-row log-likelihood of ``X`` (a float, computed in one pass)."""
@@ -463,7 +468,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
     def _mean_log_likelihood(self, X, sample_weight=None):
         """``(weighted mean log-likelihood, total weight)`` of ``X``, in one pass."""
         rows, _ = self._rows_for_prediction(X)
-        scores = self._map_rows(rows, False, kernels.chunk_score_samples)  # lazy: summed in the same pass
+        scores = self._map_rows(rows, False, "log_norm")  # lazy: summed in the same pass
         weights = as_sample_weight(sample_weight, rows)
         if weights is None:
             total, weight_sum = scores.sum(dtype=np.float64), rows.shape[0]

@@ -23,7 +23,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .kernels import worst_explained
+from .kernels import new_per_row_output, worst_explained
 from .params import GaussianParams, log_det_cholesky
 from .stats import SufficientStats
 
@@ -133,14 +133,20 @@ def _scatter(cp, rows64, resp, means_c, covariance_type):
     return diag if covariance_type == "diag" else diag.sum(axis=1)
 
 
-def chunk_statistics(X, sample_weight, params: GaussianParams, row_offset=0, track_worst=0):
-    """Statistics of one chunk under ``params``, computed on the GPU.
+def chunk_statistics(X, sample_weight, assigner, covariance_type=None, n_components=None, row_offset=0,
+                     block_rows=None, track_worst=0):
+    """Statistics of one chunk under the assigner's parameters, computed on the GPU.
+
+    The signature of :func:`daskgmm.kernels.chunk_statistics` (the engine
+    picks one or the other where it builds the pass): ``covariance_type``,
+    ``n_components`` and ``block_rows`` come from the parameters and the GPU.
 
     Parameters
     ----------
     X : ndarray of shape (n, D), float32 or float64 (host memory)
     sample_weight : ndarray of shape (n,) or None
-    params : GaussianParams
+    assigner : GaussianAssigner
+        Carries the parameters (``assigner.params``).
     row_offset : int
         Global index of the chunk's first row (for the report of non-finite rows).
     track_worst : int
@@ -155,6 +161,7 @@ def chunk_statistics(X, sample_weight, params: GaussianParams, row_offset=0, tra
     """
     cp = cupy_or_error()
     X = np.asarray(X)
+    params = assigner.params
     covariance_type, n_components, n_features = params.covariance_type, params.n_components, X.shape[1]
     total = SufficientStats.empty(covariance_type, n_components, n_features)
     device_params = _device_params(cp, params, X.dtype)
@@ -204,11 +211,9 @@ def _zeros(stats):
     return np.zeros_like(stats.resp_sum), np.zeros_like(stats.means), np.zeros_like(stats.scatter)
 
 
-def per_row(X, params: GaussianParams, output, out):
-    """Every row's ``output`` ("label", "proba" or "log_norm") computed on the GPU, into the host array ``out``.
-
-    The GPU side of :func:`daskgmm.kernels.chunk_predict` and its siblings.
-    """
+def per_row(X, params: GaussianParams, output):
+    """Every row's ``output`` ("label", "proba" or "log_norm") computed on the GPU: the twin of
+    :func:`daskgmm.kernels.per_row`."""
     reduce_block = {
         "label": lambda cp, log_prob: cp.argmax(log_prob, axis=1),
         "proba": lambda cp, log_prob: _normalise(cp, log_prob)[0],
@@ -216,6 +221,7 @@ def per_row(X, params: GaussianParams, output, out):
     }[output]
     cp = cupy_or_error()
     X = np.asarray(X)
+    out = new_per_row_output(len(X), params.n_components, X.dtype, output)
     device_params = _device_params(cp, params, X.dtype)
     block_rows = _block_rows(params.n_components, X.shape[1])
     for start in range(0, X.shape[0], block_rows):

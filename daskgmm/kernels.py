@@ -25,15 +25,10 @@ RANDOM_BLOCK_ROWS = 4096
 
 
 class GaussianAssigner:
-    """E-step responsibilities under the current mixture parameters.
+    """E-step responsibilities under the current mixture parameters."""
 
-    ``device="cuda"`` sends the chunks it meets to :mod:`daskgmm.gpu` (see
-    :func:`chunk_statistics`).
-    """
-
-    def __init__(self, params: GaussianParams, device: str = "cpu"):
+    def __init__(self, params: GaussianParams):
         self.params = params
-        self.device = device
 
     def assign(self, block, rows, workspace=None):
         return normalize_log_prob(weighted_log_prob(block, self.params, workspace), workspace)
@@ -125,10 +120,6 @@ def chunk_statistics(
         Rows with NaN/inf are skipped and counted in ``n_nonfinite``.
     """
     X = np.asarray(X)
-    if getattr(assigner, "device", "cpu") == "cuda":
-        from . import gpu
-
-        return gpu.chunk_statistics(X, sample_weight, assigner.params, row_offset, track_worst)
     block_rows = block_rows or default_block_rows(n_components, X.shape[1], X.dtype.itemsize, covariance_type)
     workspace = Workspace()
     centre = SharedCentre()
@@ -165,14 +156,16 @@ def chunk_statistics(
     return total
 
 
-def chunk_statistics_many(X, sample_weight, assigners, covariance_types, n_components, row_offset=0):
+def chunk_statistics_many(X, sample_weight, assigners, covariance_types, n_components, row_offset=0,
+                          kernel=chunk_statistics):
     """Statistics of one chunk for several models at once: one read, one list of statistics.
 
     ``assigners``, ``covariance_types`` and ``n_components`` are parallel lists,
-    one entry per model (model selection and restarts share the pass).
+    one entry per model (model selection and restarts share the pass);
+    ``kernel`` is :func:`chunk_statistics` or its GPU twin.
     """
     return [
-        chunk_statistics(X, sample_weight, assigner, covariance_type, k, row_offset)
+        kernel(X, sample_weight, assigner, covariance_type, k, row_offset)
         for assigner, covariance_type, k in zip(assigners, covariance_types, n_components)
     ]
 
@@ -198,18 +191,16 @@ def _zeros_like_stats(stats):
     )
 
 
-def _per_row(X, params: GaussianParams, output, out, device):
-    """Every row's ``output`` ("label", "proba" or "log_norm"), block by block into ``out`` (no n x K temporaries)."""
-    if device == "cuda":
-        from . import gpu
-
-        return gpu.per_row(X, params, output, out)
+def per_row(X, params: GaussianParams, output):
+    """Every row's ``output``: "label" (most probable component), "proba" (posterior probabilities)
+    or "log_norm" (``log p(x)``), computed block by block (no n x K temporaries)."""
+    X = np.asarray(X)
+    out = new_per_row_output(len(X), params.n_components, X.dtype, output)
     per_block = {
         "label": lambda log_prob, ws: np.argmax(log_prob, axis=1),
         "proba": lambda log_prob, ws: normalize_log_prob(log_prob, ws)[0],
         "log_norm": lambda log_prob, ws: normalize_log_prob(log_prob, ws)[1],
     }[output]
-    X = np.asarray(X)
     block_rows = default_block_rows(params.n_components, X.shape[1], X.dtype.itemsize,
                                     params.covariance_type)
     workspace = Workspace()
@@ -220,17 +211,23 @@ def _per_row(X, params: GaussianParams, output, out, device):
     return out
 
 
-def chunk_predict(X, params: GaussianParams, device="cpu"):
-    """Most probable component of every row (on the GPU for ``device="cuda"``)."""
-    return _per_row(X, params, "label", np.empty(len(X), dtype=np.int64), device)
+def new_per_row_output(n_rows, n_components, dtype, output):
+    """The array :func:`per_row` fills: int64 labels, (n, K) probabilities or (n,) log-likelihoods."""
+    if output == "label":
+        return np.empty(n_rows, dtype=np.int64)
+    return np.empty((n_rows, n_components) if output == "proba" else n_rows, dtype=dtype)
 
 
-def chunk_predict_proba(X, params: GaussianParams, device="cpu"):
+def chunk_predict(X, params: GaussianParams):
+    """Most probable component of every row."""
+    return per_row(X, params, "label")
+
+
+def chunk_predict_proba(X, params: GaussianParams):
     """Posterior probability of every component for every row."""
-    out = np.empty((len(X), params.n_components), dtype=np.asarray(X).dtype)
-    return _per_row(X, params, "proba", out, device)
+    return per_row(X, params, "proba")
 
 
-def chunk_score_samples(X, params: GaussianParams, device="cpu"):
+def chunk_score_samples(X, params: GaussianParams):
     """``log p(x)`` of every row."""
-    return _per_row(X, params, "log_norm", np.empty(len(X), dtype=np.asarray(X).dtype), device)
+    return per_row(X, params, "log_norm")

@@ -125,13 +125,31 @@ def test_gpu_math_keeps_far_and_collapsed_components_exact(monkeypatch, covarian
                    "spherical": np.array([1.0, 1.0, 1e-6])}[covariance_type]
     params = GaussianParams(covariance_type, np.array([0.4, 0.4, 0.2]), means, covariances,
                             compute_precision_cholesky(covariances, covariance_type))
-    ours = gpu.chunk_statistics(X, None, params)
+    ours = gpu.chunk_statistics(X, None, GaussianAssigner(params))
     cpu = chunk_statistics(X.astype(np.float64), None, GaussianAssigner(params), covariance_type, 3)
     np.testing.assert_allclose(ours.resp_sum, cpu.resp_sum, rtol=1e-6)
     np.testing.assert_allclose(ours.means, cpu.means, rtol=1e-9, atol=1e-6)
     np.testing.assert_allclose(ours.scatter, cpu.scatter, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ours.log_likelihood, cpu.log_likelihood, rtol=1e-6)
     for output, cpu_kernel in (("proba", chunk_predict_proba), ("log_norm", chunk_score_samples)):
-        shape = (len(X), 3) if output == "proba" else (len(X),)
-        got = gpu.per_row(X, params, output, np.empty(shape, dtype=np.float32))
+        got = gpu.per_row(X, params, output)
+        assert got.dtype == np.float32
         np.testing.assert_allclose(got, cpu_kernel(X.astype(np.float64), params), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_device_cuda_is_wired_through_the_engine_and_the_estimator(monkeypatch, X, covariance_type):
+    """GaussianMixture(device="cuda") end to end with NumPy standing in for CuPy: the engine builds
+    its passes from gpu.chunk_statistics (restarts together too), the per-row outputs from
+    gpu.per_row; the fit is the CPU fit."""
+    from daskgmm import gpu
+
+    monkeypatch.setattr(gpu, "cupy_or_error", lambda: _NumPyAsCuPy())
+    settings = dict(covariance_type=covariance_type, random_state=0, n_init=2, max_iter=20)
+    cpu = fit_quietly(GaussianMixture(K, **settings), X)
+    on_gpu = fit_quietly(GaussianMixture(K, device="cuda", **settings), da.from_array(X, chunks=700))
+    assert on_gpu.n_iter_ == cpu.n_iter_
+    assert relative_deviation(on_gpu.covariances_, cpu.covariances_) < 1e-9
+    np.testing.assert_array_equal(on_gpu.predict(X), cpu.predict(X))
+    assert relative_deviation(on_gpu.predict_proba(X), cpu.predict_proba(X)) < 1e-9
+    assert relative_deviation(on_gpu.score_samples(X), cpu.score_samples(X)) < 1e-9
