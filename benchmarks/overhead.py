@@ -38,7 +38,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from daskgmm import GaussianMixture
-from daskgmm.data import default_chunk_rows
+from daskgmm.runtime import default_chunk_rows
 from daskgmm.datasets import make_mixture, random_mixture
 from daskgmm.kernels import GaussianAssigner, chunk_statistics
 from daskgmm.params import GaussianParams

@@ -5,8 +5,8 @@
 """
 
 from .estimator import GaussianMixture
+from .estimator import load_model as load
 from .io import open_array
-from .model_io import load_model as load
 from .params import CollapsedComponentWarning
 from .selection import select_model
 

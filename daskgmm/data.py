@@ -16,8 +16,8 @@ import dask.array as da
 import numpy as np
 from sklearn.utils.validation import check_array
 
-DEFAULT_CHUNK_BYTES = 128 * 2**20
-MIN_CHUNK_ROWS = 16384
+from .runtime import default_chunk_rows
+
 
 
 @dataclass(frozen=True)
@@ -64,13 +64,6 @@ def feature_names(X):
     if len(names) and all(isinstance(name, str) for name in names):
         return names
     return None
-
-
-def default_chunk_rows(n_samples, n_features, itemsize, chunk_bytes=DEFAULT_CHUNK_BYTES) -> int:
-    """Rows per chunk: about ``chunk_bytes``, and at least two chunks per local core."""
-    by_bytes = max(1, int(chunk_bytes) // max(1, n_features * itemsize))
-    per_core = -(-n_samples // (2 * (os.cpu_count() or 1)))
-    return int(max(1, min(n_samples, by_bytes, max(MIN_CHUNK_ROWS, per_core))))
 
 
 def _float_dtype(dtype) -> np.dtype:

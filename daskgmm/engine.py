@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import logging
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import dask
-import dask.local
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from .data import RowData
 from .kernels import GaussianAssigner, chunk_statistics, chunk_statistics_many
 from .params import CollapsedComponentWarning, GaussianParams, m_step, reseed_collapsed
+from .runtime import active_client, blas_threads_for, memory_budget
 from .stats import SufficientStats, merge_stats, merge_stats_lists
 
 DEFAULT_SPLIT_EVERY = 16
@@ -62,35 +60,6 @@ class FitResult:
     converged: bool = False
 
 
-def active_client():
-    """The default ``distributed.Client`` if one is active, else None."""
-    try:
-        from distributed import default_client
-    except ImportError:  # pragma: no cover - distributed is a dependency
-        return None
-    try:
-        return default_client()
-    except ValueError:
-        return None
-
-
-def memory_budget(client, chunk_bytes: float = 0.0) -> float:
-    """Bytes of data that can be kept in memory comfortably.
-
-    On a cluster: per worker, the 60% of its limit below which Dask does not
-    spill, less a working set of three chunks per thread; locally, half the
-    memory available now.
-    """
-    if client is not None:
-        workers = client.scheduler_info(n_workers=-1)["workers"].values()
-        limits = [(w.get("memory_limit") or 0, w.get("nthreads") or 1) for w in workers]
-        if limits and all(limit for limit, _ in limits):
-            return sum(max(0.0, 0.6 * limit - 3 * chunk_bytes * threads) for limit, threads in limits)
-    import psutil
-
-    return 0.5 * psutil.virtual_memory().available
-
-
 def place_data(data: RowData, persist="auto") -> RowData:
     """Decide, once per fit, whether the data are kept in memory or re-read every pass.
 
@@ -120,30 +89,6 @@ def place_data(data: RowData, persist="auto") -> RowData:
         return RowData(X, None, in_memory=data.in_memory)
     X, weights = dask.persist(data.X, data.sample_weight)
     return RowData(X, weights, in_memory=data.in_memory)
-
-
-_blas_controller = None
-
-
-@contextmanager
-def blas_threads_for(n_chunks: int):
-    """Single-threaded BLAS while several chunks run in threads of this process.
-
-    Each Dask thread already keeps a core busy; a multi-threaded BLAS inside
-    every task would oversubscribe the cores (measured here: 3x slower at
-    1M x 16, K=16). Worker processes of a distributed cluster get
-    ``OPENBLAS_NUM_THREADS=1`` from their Nanny; this covers the threaded
-    scheduler and in-process workers. One chunk, or the synchronous
-    scheduler, keeps BLAS's own threads.
-    """
-    global _blas_controller
-    if n_chunks < 2 or dask.base.get_scheduler() is dask.local.get_sync:
-        yield
-        return
-    if _blas_controller is None:
-        _blas_controller = ThreadpoolController()
-    with _blas_controller.limit(limits=1, user_api="blas"):
-        yield
 
 
 def tree_merge(parts, split_every=DEFAULT_SPLIT_EVERY, merge=merge_stats):

@@ -23,11 +23,12 @@ from sklearn.utils.validation import _check_feature_names, _check_n_features, ch
 
 from . import kernels
 from .data import RowData, as_dask_rows, as_sample_weight, content_digest, feature_names
-from .engine import DEFAULT_SPLIT_EVERY, FitResult, blas_threads_for, fit_mixture
+from .engine import DEFAULT_SPLIT_EVERY, FitResult, fit_mixture
 from .init import DEFAULT_INIT_SAMPLE_SIZE, initial_parameters
-from .model_io import CheckpointFile, save_model
+from .model_io import ARRAYS, SCALARS, CheckpointFile, ModelFileError, check_shapes, read_directory, save_model
 from .outputs import check_output
 from .params import GaussianParams, information_criteria
+from .runtime import blas_threads_for
 
 
 class _Reporters:
@@ -490,6 +491,34 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
     def aic(self, X, sample_weight=None):
         """Akaike information criterion on ``X`` (lower is better), a float; weights as in :meth:`bic`."""
         return information_criteria(*self._mean_log_likelihood(X, sample_weight), self._n_parameters())[1]
+
+
+def load_model(path):
+    """Read a model directory written by :meth:`GaussianMixture.save` (``daskgmm.load``).
+
+    Loading runs no code from the file (JSON and NPZ read without pickle).
+    """
+    metadata, arrays = read_directory(path)
+    try:
+        estimator = GaussianMixture(**metadata["params"])
+        estimator._validate_params()
+        missing = [name for name in ARRAYS if name not in arrays]
+        if missing:
+            raise KeyError(missing)
+        params = GaussianParams(estimator.covariance_type, *(arrays[name] for name in ARRAYS))
+        check_shapes(params)
+        for name, value in metadata["attributes"].items():
+            if name not in SCALARS:
+                raise KeyError(name)
+            setattr(estimator, name, value)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelFileError(f"{path}: inconsistent model file ({error!r}).") from None
+    for name in ARRAYS:
+        setattr(estimator, name, arrays[name])
+    estimator.precisions_ = params.precisions()
+    if metadata.get("feature_names_in_") is not None:
+        estimator.feature_names_in_ = np.asarray(metadata["feature_names_in_"], dtype=object)
+    return estimator
 
 
 def _params_digest(params: GaussianParams) -> str:

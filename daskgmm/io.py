@@ -17,7 +17,7 @@ import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
-from .data import DEFAULT_CHUNK_BYTES, default_chunk_rows
+from .runtime import default_chunk_bytes, default_chunk_rows
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 TABLE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
@@ -150,27 +150,6 @@ def open_array(
         array, name, storage_rows = _open_path(source, dataset, columns, storage_options)
     array = _as_rows(array, name, flatten)
     return _rechunk_rows(array, chunk_bytes or default_chunk_bytes(), storage_rows)
-
-
-# What a worker process holds before any data (measured here: ~230 MB RSS).
-WORKER_BASELINE_BYTES = 256 * 2**20
-
-
-def default_chunk_bytes() -> int:
-    """128 MiB, or less on a cluster whose workers are small.
-
-    A task holds its chunk and about as much again while reading it, on top
-    of the worker's own baseline: chunks get a quarter of what the smallest
-    worker has left after the baseline (at least 8 MiB).
-    """
-    from .engine import active_client
-
-    client = active_client()
-    if client is None:
-        return DEFAULT_CHUNK_BYTES
-    limits = [w.get("memory_limit") or 0 for w in client.scheduler_info(n_workers=-1)["workers"].values()]
-    sizes = [max(8 * 2**20, (limit - WORKER_BASELINE_BYTES) // 4) for limit in limits if limit]
-    return int(min([DEFAULT_CHUNK_BYTES] + sizes))
 
 
 def _open_path(source, dataset, columns, storage_options):

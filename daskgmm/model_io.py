@@ -91,7 +91,7 @@ def save_model(estimator, path):
     """Write a fitted :class:`daskgmm.GaussianMixture` to directory ``path``."""
     from sklearn.utils.validation import check_is_fitted
 
-    from . import __version__
+    from importlib.metadata import PackageNotFoundError, version
 
     check_is_fitted(estimator)
     params = {
@@ -107,7 +107,7 @@ def save_model(estimator, path):
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "daskgmm_version": __version__,
+        "daskgmm_version": _installed_version(version, PackageNotFoundError),
         "params": params,
         "attributes": scalars,
         "feature_names_in_": None if names is None else [str(n) for n in names],
@@ -115,35 +115,14 @@ def save_model(estimator, path):
     write_directory(path, metadata, {name: getattr(estimator, name) for name in ARRAYS})
 
 
-def load_model(path):
-    """Read a model directory written by :func:`save_model` into a fitted GaussianMixture."""
-    from .estimator import GaussianMixture
-    from .params import GaussianParams
-
-    metadata, arrays = read_directory(path)
+def _installed_version(version, not_found):
     try:
-        estimator = GaussianMixture(**metadata["params"])
-        estimator._validate_params()
-        missing = [name for name in ARRAYS if name not in arrays]
-        if missing:
-            raise KeyError(missing)
-        params = GaussianParams(estimator.covariance_type, *(arrays[name] for name in ARRAYS))
-        _check_shapes(params)
-        for name, value in metadata["attributes"].items():
-            if name not in SCALARS:
-                raise KeyError(name)
-            setattr(estimator, name, value)
-    except (KeyError, TypeError, ValueError) as error:
-        raise ModelFileError(f"{path}: inconsistent model file ({error!r}).") from None
-    for name in ARRAYS:
-        setattr(estimator, name, arrays[name])
-    estimator.precisions_ = params.precisions()
-    if metadata.get("feature_names_in_") is not None:
-        estimator.feature_names_in_ = np.asarray(metadata["feature_names_in_"], dtype=object)
-    return estimator
+        return version("daskgmm")
+    except not_found:  # run from a source tree that is not installed
+        return "unknown"
 
 
-def _check_shapes(params):
+def check_shapes(params):
     from .stats import scatter_shape
 
     k, d = params.means.shape
@@ -218,7 +197,7 @@ class CheckpointFile:
         params = GaussianParams(
             self.fingerprint["covariance_type"], *(arrays[f"{prefix}_{name}"] for name in PARAM_FIELDS)
         )
-        _check_shapes(params)
+        check_shapes(params)
         return FitResult(params, float(info["lower_bound"]), list(info["lower_bounds"]),
                          int(info["n_iter"]), bool(info["converged"]))
 
