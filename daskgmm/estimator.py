@@ -21,9 +21,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names, _check_n_features, check_is_fitted
 
-from . import kernels
 from .data import RowData, as_dask_rows, as_sample_weight, content_digest, feature_names
-from .engine import DEFAULT_SPLIT_EVERY, FitResult, fit_mixture
+from .engine import DEFAULT_SPLIT_EVERY, FitResult, fit_mixture, per_row_pass
 from .init import DEFAULT_INIT_SAMPLE_SIZE, initial_parameters
 from .model_io import ARRAYS, SCALARS, CheckpointFile, ModelFileError, check_shapes, read_directory, save_model
 from .outputs import check_output
@@ -410,25 +409,16 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
             gpu.cupy_or_error()
 
     def _map_rows(self, X_rows, in_memory, output):
-        """Every row's ``output`` ("label", "proba", "log_norm"): lazy for Dask input, computed
-        at once for in-memory input; on the CPU or, for ``device="cuda"``, the GPU.
+        """Every row's ``output`` ("label", "proba", "log_norm") through the engine
+        (:func:`~daskgmm.engine.per_row_pass`): lazy for Dask input, computed at once for
+        in-memory input, on the estimator's device.
 
         Rows are computed in the wider of their dtype and the model's, as
         scikit-learn does: a float64 model scores float32 data in float64.
         """
         self._check_device()
-        if self.device == "cuda":
-            from . import gpu as backend
-        else:
-            backend = kernels
         X_rows = X_rows.astype(np.result_type(X_rows.dtype, self.means_.dtype), copy=False)
-        params = dask.delayed(self._fitted_params(), pure=True)
-        if output == "proba":
-            out = X_rows.map_blocks(backend.per_row, params, output,
-                                    chunks=(X_rows.chunks[0], (self.n_components,)), dtype=X_rows.dtype)
-        else:
-            dtype = np.int64 if output == "label" else X_rows.dtype
-            out = X_rows.map_blocks(backend.per_row, params, output, drop_axis=1, dtype=dtype)
+        out = per_row_pass(X_rows, self._fitted_params(), output, self.device)
         if not in_memory:
             return out
         with blas_threads_for(X_rows.numblocks[0]):
@@ -491,6 +481,17 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
     def aic(self, X, sample_weight=None):
         """Akaike information criterion on ``X`` (lower is better), a float; weights as in :meth:`bic`."""
         return information_criteria(*self._mean_log_likelihood(X, sample_weight), self._n_parameters())[1]
+
+
+def fitted_estimator(result: FitResult, dtype, n_features, feature_names=None, **params) -> GaussianMixture:
+    """A :class:`GaussianMixture` with ``params`` holding the outcome of an EM run (as a fit would
+    leave it), for results computed outside the estimator (``select_model``'s candidates)."""
+    estimator = GaussianMixture(**params)
+    estimator._store(result, dtype)
+    estimator.n_features_in_ = n_features
+    if feature_names is not None:
+        estimator.feature_names_in_ = feature_names
+    return estimator
 
 
 def load_model(path):

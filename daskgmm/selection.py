@@ -22,7 +22,7 @@ from sklearn.utils import check_random_state
 
 from .data import RowData, as_dask_rows, as_sample_weight, feature_names
 from .engine import DEFAULT_SPLIT_EVERY, FitResult, place_data, statistics_pass_many
-from .estimator import GaussianMixture
+from .estimator import GaussianMixture, fitted_estimator
 from .init import DEFAULT_INIT_SAMPLE_SIZE, draw_sample, finish_starts, start_for
 from .kernels import GaussianAssigner
 from .params import GaussianParams, information_criteria, m_step, n_parameters
@@ -96,13 +96,9 @@ class SelectionResult:
             raise ValueError(f"no fitted candidate with covariance_type={covariance_type!r}, "
                              f"n_components={n_components!r}")
         chosen = min(fitted, key=lambda c: getattr(c, self.criterion))
-        estimator = GaussianMixture(chosen.n_components, covariance_type=chosen.covariance_type,
-                                    init_params=chosen.init_params, **self.settings)
-        estimator._store(chosen.result, self.dtype)
-        estimator.n_features_in_ = self.n_features
-        if self.feature_names is not None:
-            estimator.feature_names_in_ = self.feature_names
-        return estimator
+        return fitted_estimator(chosen.result, self.dtype, self.n_features, self.feature_names,
+                                n_components=chosen.n_components, covariance_type=chosen.covariance_type,
+                                init_params=chosen.init_params, **self.settings)
 
     def to_frame(self):
         """The table as a pandas DataFrame (needs pandas)."""
