@@ -173,27 +173,6 @@ def pass_graph(
     return tree_merge(parts, split_every)
 
 
-def statistics_pass(
-    data: RowData,
-    assigner,
-    covariance_type: str,
-    n_components: int,
-    split_every: int = DEFAULT_SPLIT_EVERY,
-    track_worst: int = 0,
-    device: str = "cpu",
-) -> SufficientStats:
-    """Read every chunk once and return the merged statistics.
-
-    Raises ``ValueError`` if any row holds NaN or infinity.
-    """
-    graph = pass_graph(data, assigner, covariance_type, n_components, split_every, track_worst=track_worst,
-                       device=device)
-    with blas_threads_for(data.X.numblocks[0]):
-        (stats,) = dask.compute(graph)
-    _check_finite(stats)
-    return stats
-
-
 def statistics_pass_many(
     data: RowData,
     assigners: list,
@@ -201,14 +180,19 @@ def statistics_pass_many(
     n_components: list,
     split_every: int = DEFAULT_SPLIT_EVERY,
     device: str = "cpu",
+    track_worst: list | None = None,
 ) -> list:
-    """One read of every chunk for several models; their merged statistics, in order."""
+    """One read of every chunk for several models; their merged statistics, in order.
+
+    ``track_worst`` (one count per model) keeps that many worst-explained rows (re-seeding).
+    """
     models = dask.delayed(list(assigners), pure=True)
     kernel = statistics_kernel(device)
+    worst = list(track_worst) if track_worst is not None else [0] * len(assigners)
     parts = _chunk_tasks(
         data,
         lambda x, w, offset: dask.delayed(chunk_statistics_many, pure=True)(
-            x, w, models, list(covariance_types), list(n_components), offset, kernel
+            x, w, models, list(covariance_types), list(n_components), offset, kernel, worst
         ),
     )
     with blas_threads_for(data.X.numblocks[0]):
@@ -216,6 +200,92 @@ def statistics_pass_many(
     for stats in stats_list:
         _check_finite(stats)
     return stats_list
+
+
+class Run:
+    """One EM run in progress: its result so far, or the error that ended it."""
+
+    def __init__(self, result: FitResult, error: str | None = None):
+        self.result, self.error = result, error
+
+
+def advance_runs(
+    data: RowData,
+    runs: list,
+    *,
+    tol: float,
+    max_iter: int,
+    reg_covar: float,
+    split_every: int = DEFAULT_SPLIT_EVERY,
+    device: str = "cpu",
+    reseed: bool = False,
+    fail_soft: bool = False,
+    on_iteration=None,
+) -> int:
+    """The EM loop: advance every run by one shared read of the data per iteration until each
+    has converged, failed or done ``max_iter`` iterations. Returns the passes made.
+
+    ``runs`` are objects with ``result`` (a :class:`FitResult`: the start, or a run in progress,
+    e.g. from a checkpoint) and ``error`` (None while it runs), updated in place. As in
+    scikit-learn, the lower bound recorded at iteration ``t`` is the mean log-likelihood of the
+    parameters *before* that iteration's M-step: it comes from the same pass that yields the
+    statistics, so each iteration reads the data once, for all runs. Every run follows exactly
+    the iterations it would follow alone (same statistics, same merge tree).
+
+    Parameters
+    ----------
+    reseed : bool
+        Components that collapse are re-seeded at the worst-explained rows of the pass (with a
+        :class:`~daskgmm.params.CollapsedComponentWarning`) instead of stopping the run.
+    fail_soft : bool
+        A failing M-step ends that run (its ``error`` says why), not the others; otherwise it raises.
+    on_iteration : callable ``(run, change)``, optional
+        Called after every iteration of every run.
+    device : {"cpu", "cuda"}
+        Where the chunks' statistics are computed (:func:`statistics_kernel`).
+    """
+    passes = 0
+    while True:
+        active = [run for run in runs
+                  if run.error is None and not run.result.converged and run.result.n_iter < max_iter]
+        if not active:
+            return passes
+        models = [run.result.params for run in active]
+        stats_list = statistics_pass_many(
+            data, [GaussianAssigner(params) for params in models], [p.covariance_type for p in models],
+            [p.n_components for p in models], split_every, device,
+            track_worst=[p.n_components if reseed else 0 for p in models],
+        )
+        passes += 1
+        for run, stats in zip(active, stats_list):
+            result = run.result
+            n_iter = result.n_iter + 1
+            lower_bound = stats.log_likelihood / stats.weight_sum
+            try:
+                if reseed:
+                    stats = _reseeded(stats, reg_covar, data.dtype, n_iter)
+                params = m_step(stats, reg_covar, data.dtype)
+            except ValueError as error:
+                if not fail_soft:
+                    raise
+                run.error = str(error)
+                continue
+            change = lower_bound - result.lower_bound
+            run.result = FitResult(params, lower_bound, result.lower_bounds + [lower_bound], n_iter,
+                                   abs(change) < tol)
+            if on_iteration is not None:
+                on_iteration(run, change)
+
+
+def _reseeded(stats, reg_covar, dtype, n_iter):
+    stats, reseeded = reseed_collapsed(stats, reg_covar, dtype)
+    if reseeded:
+        warnings.warn(
+            f"Component(s) {reseeded} lost their points or became singular at iteration "
+            f"{n_iter}; re-seeded at the worst-explained rows of that pass.",
+            CollapsedComponentWarning,
+        )
+    return stats
 
 
 def run_em(
@@ -231,49 +301,19 @@ def run_em(
     reseed: bool = False,
     device: str = "cpu",
 ) -> FitResult:
-    """EM from ``start`` until the mean log-likelihood changes by less than ``tol``.
-
-    As in scikit-learn, the lower bound recorded at iteration ``t`` is the mean
-    log-likelihood of the parameters *before* that iteration's M-step: it
-    comes from the same pass that yields the statistics, so each iteration
-    reads the data exactly once.
-
-    ``start`` may be a run in progress (``n_iter`` iterations already done,
-    e.g. from a checkpoint); ``on_iteration(result)`` is called after every
-    iteration with the run so far. With ``reseed``, components that collapse
-    are re-seeded at the worst-explained rows of the pass (with a
-    :class:`~daskgmm.params.CollapsedComponentWarning`) instead of stopping
-    the fit. ``device="cuda"`` computes every chunk's statistics on a GPU
-    (:mod:`daskgmm.gpu`).
-    """
+    """One run of :func:`advance_runs` from ``start``, reported to ``reporter`` and passed to
+    ``on_iteration(result)`` after every iteration (checkpoints)."""
     reporter = reporter or SilentReporter()
-    params, lower_bound = start.params, start.lower_bound
-    lower_bounds = list(start.lower_bounds)
-    converged, n_iter = start.converged, start.n_iter
-    while not converged and n_iter < max_iter:
-        n_iter += 1
-        previous = lower_bound
-        stats = statistics_pass(
-            data, GaussianAssigner(params), params.covariance_type, params.n_components, split_every,
-            track_worst=params.n_components if reseed else 0, device=device,
-        )
-        lower_bound = stats.log_likelihood / stats.weight_sum
-        if reseed:
-            stats, reseeded = reseed_collapsed(stats, reg_covar, data.dtype)
-            if reseeded:
-                warnings.warn(
-                    f"Component(s) {reseeded} lost their points or became singular at iteration "
-                    f"{n_iter}; re-seeded at the worst-explained rows of that pass.",
-                    CollapsedComponentWarning,
-                )
-        params = m_step(stats, reg_covar, data.dtype)
-        lower_bounds.append(lower_bound)
-        change = lower_bound - previous
-        reporter.iteration_end(n_iter, change, lower_bound)
-        converged = abs(change) < tol
+
+    def after_iteration(run, change):
+        reporter.iteration_end(run.result.n_iter, change, run.result.lower_bound)
         if on_iteration is not None:
-            on_iteration(FitResult(params, lower_bound, list(lower_bounds), n_iter, converged))
-    return FitResult(params, lower_bound, lower_bounds, n_iter, converged)
+            on_iteration(run.result)
+
+    run = Run(start)
+    advance_runs(data, [run], tol=tol, max_iter=max_iter, reg_covar=reg_covar, split_every=split_every,
+                 device=device, reseed=reseed, on_iteration=after_iteration)
+    return run.result
 
 
 def run_em_together(
@@ -285,30 +325,14 @@ def run_em_together(
     reg_covar: float,
     split_every: int = DEFAULT_SPLIT_EVERY,
     device: str = "cpu",
+    reseed: bool = False,
 ) -> list:
-    """EM for several starts at once: each pass reads the data once for all runs still going.
-
-    Every run follows exactly the iterations :func:`run_em` would give it
-    alone (same statistics, same merge tree), so the results are identical;
-    converged runs drop out of later passes.
-    """
-    runs = [FitResult(params, -np.inf) for params in starts]
-    for _ in range(max_iter):
-        active = [i for i, run in enumerate(runs) if not run.converged and run.n_iter < max_iter]
-        if not active:
-            break
-        covariance_type = runs[active[0]].params.covariance_type
-        stats_list = statistics_pass_many(
-            data, [GaussianAssigner(runs[i].params) for i in active], [covariance_type] * len(active),
-            [runs[i].params.n_components for i in active], split_every, device,
-        )
-        for i, stats in zip(active, stats_list):
-            run = runs[i]
-            lower_bound = stats.log_likelihood / stats.weight_sum
-            params = m_step(stats, reg_covar, data.dtype)
-            runs[i] = FitResult(params, lower_bound, run.lower_bounds + [lower_bound], run.n_iter + 1,
-                                abs(lower_bound - run.lower_bound) < tol)
-    return runs
+    """Runs from several starts advanced together (:func:`advance_runs`): one read per iteration
+    for all; the same results as one after another."""
+    runs = [Run(FitResult(params, -np.inf)) for params in starts]
+    advance_runs(data, runs, tol=tol, max_iter=max_iter, reg_covar=reg_covar, split_every=split_every,
+                 device=device, reseed=reseed)
+    return [run.result for run in runs]
 
 
 @dataclass
@@ -365,18 +389,18 @@ def fit_mixture(
     together : bool
         Run the ``n_init`` restarts together, one read of the data per
         iteration for all (:func:`run_em_together`); same results. Used when
-        no per-iteration reporting, checkpoint or re-seeding is asked for.
+        no per-iteration reporting or checkpoint is asked for.
     device : {"cpu", "cuda"}
         Where the EM passes compute (initialisation always runs on the CPU).
     """
     reporter = reporter or SilentReporter()
     data = place_data(data, persist)
-    if together and n_init > 1 and max_iter > 0 and warm_start is None and checkpoint is None and not reseed:
+    if together and n_init > 1 and max_iter > 0 and warm_start is None and checkpoint is None:
         # Starts are drawn in the same order as one after another (EM draws no random
         # numbers), so the restarts and the winner are the same as sequentially.
         runs = run_em_together(
             data, initialise(data, n_init), tol=tol, max_iter=max_iter,
-            reg_covar=reg_covar, split_every=split_every, device=device,
+            reg_covar=reg_covar, split_every=split_every, device=device, reseed=reseed,
         )
         best = None
         for result in runs:

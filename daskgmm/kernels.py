@@ -157,16 +157,17 @@ def chunk_statistics(
 
 
 def chunk_statistics_many(X, sample_weight, assigners, covariance_types, n_components, row_offset=0,
-                          kernel=chunk_statistics):
+                          kernel=chunk_statistics, track_worst=None):
     """Statistics of one chunk for several models at once: one read, one list of statistics.
 
-    ``assigners``, ``covariance_types`` and ``n_components`` are parallel lists,
-    one entry per model (model selection and restarts share the pass);
-    ``kernel`` is :func:`chunk_statistics` or its GPU twin.
+    ``assigners``, ``covariance_types``, ``n_components`` and ``track_worst``
+    are parallel lists, one entry per model (model selection and restarts
+    share the pass); ``kernel`` is :func:`chunk_statistics` or its GPU twin.
     """
+    worst = track_worst if track_worst is not None else [0] * len(assigners)
     return [
-        kernel(X, sample_weight, assigner, covariance_type, k, row_offset)
-        for assigner, covariance_type, k in zip(assigners, covariance_types, n_components)
+        kernel(X, sample_weight, assigner, covariance_type, k, row_offset, None, count)
+        for assigner, covariance_type, k, count in zip(assigners, covariance_types, n_components, worst)
     ]
 
 

@@ -21,11 +21,11 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from .data import RowData, as_dask_rows, as_sample_weight, feature_names
-from .engine import DEFAULT_SPLIT_EVERY, FitResult, place_data, statistics_pass_many
+from .engine import DEFAULT_SPLIT_EVERY, FitResult, advance_runs, place_data, statistics_pass_many
 from .estimator import GaussianMixture, fitted_estimator
 from .init import DEFAULT_INIT_SAMPLE_SIZE, draw_sample, finish_starts, start_for
 from .kernels import GaussianAssigner
-from .params import GaussianParams, information_criteria, m_step, n_parameters
+from .params import GaussianParams, information_criteria, n_parameters
 
 CRITERIA = ("bic", "aic")
 
@@ -44,10 +44,6 @@ class Candidate:
     log_likelihood: float = np.nan  # mean, under the final parameters
     bic: float = np.nan
     aic: float = np.nan
-
-    @property
-    def running(self) -> bool:
-        return self.error is None and not self.result.converged
 
 
 @dataclass
@@ -224,26 +220,9 @@ def select_model(
     for c in candidates:
         if c.error is None:
             c.result = FitResult(c.initial_params, -np.inf)
-
-    for _ in range(max_iter):
-        running = [c for c in candidates if c.error is None and c.running and c.result.n_iter < max_iter]
-        if not running:
-            break
-        stats = statistics_pass_many(
-            data, [GaussianAssigner(c.result.params) for c in running],
-            [c.covariance_type for c in running], [c.n_components for c in running], split_every,
-        )
-        passes += 1
-        for c, s in zip(running, stats):
-            lower_bound = s.log_likelihood / s.weight_sum
-            try:
-                params = m_step(s, reg_covar, data.dtype)
-            except ValueError as error:
-                c.error = str(error)
-                continue
-            change = lower_bound - c.result.lower_bound
-            c.result = FitResult(params, lower_bound, c.result.lower_bounds + [lower_bound],
-                                 c.result.n_iter + 1, abs(change) < tol)
+    # every candidate is a run of the engine's one loop; a failing M-step ends that candidate only
+    passes += advance_runs(data, [c for c in candidates if c.error is None], tol=tol, max_iter=max_iter,
+                           reg_covar=reg_covar, split_every=split_every, fail_soft=True)
 
     fitted = [c for c in candidates if c.error is None]
     if not fitted:
