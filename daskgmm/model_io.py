@@ -58,7 +58,7 @@ def read_directory(path, expected_format=FORMAT):
     try:
         metadata = json.loads((path / "model.json").read_text())
     except FileNotFoundError:
-        raise ModelFileError(f"{path}: model.json is missing; not a daskgmm model directory.") from None
+        raise ModelFileError(f"{path}: model.json is missing; not a {expected_format} directory.") from None
     except json.JSONDecodeError as error:
         raise ModelFileError(f"{path}/model.json is corrupted ({error}).") from None
     if not isinstance(metadata, dict) or metadata.get("format") != expected_format:
@@ -158,8 +158,8 @@ class CheckpointFile:
     def load(self):
         from .engine import EMState
 
-        if not self.path.exists():
-            return None
+        if not self.path.exists() or (self.path.is_dir() and not any(self.path.iterdir())):
+            return None  # nothing yet (an empty folder made for it is fine)
         metadata, arrays = read_directory(self.path, CHECKPOINT_FORMAT)
         if metadata.get("finished"):
             logger.warning("daskgmm: checkpoint %s holds a finished fit: starting afresh (it will be replaced)",

@@ -142,6 +142,19 @@ def test_a_finished_checkpoint_is_not_resumed_and_says_so(tmp_path, caplog):
     assert gmm.n_iter_ <= 3
 
 
+def test_a_checkpoint_goes_into_an_empty_folder_never_into_someone_else_s(tmp_path):
+    X = make_data(n_samples=1000, n_components=2, seed=1)
+    (tmp_path / "empty").mkdir()
+    fit_quietly(GaussianMixture(2, random_state=0, checkpoint=tmp_path / "empty", max_iter=3), X)
+    assert (tmp_path / "empty" / "model.json").exists()
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not a daskgmm-checkpoint directory"):
+        GaussianMixture(2, random_state=0, checkpoint=notes, max_iter=3).fit(X)
+    assert [p.name for p in notes.iterdir()] == ["notes.txt"]
+
+
 def test_a_resumed_fit_says_where_it_resumed(tmp_path, caplog):
     X = make_data(n_samples=2000, n_components=4, seed=1)
     settings = dict(random_state=7, checkpoint=tmp_path / "ck", tol=0)
