@@ -5,7 +5,7 @@
 """
 
 from .estimator import GaussianMixture
-from .estimator import load_model as load
+from .fitted import load_model as load
 from .io import open_array
 from .params import CollapsedComponentWarning
 from .selection import select_model

@@ -228,7 +228,7 @@ def predict(model, data, dataset, columns, chunk_bytes, flatten, out, overwrite,
     Example:
       daskgmm predict model/ frames.zarr --out labels.zarr
     """
-    from .estimator import load_model
+    from .fitted import load_model
     from .outputs import check_output, mark_labels
 
     check_output(out, "labels", overwrite=overwrite, inputs=[data, ("the model", model)], what="--out")
@@ -254,7 +254,7 @@ def score(model, data, dataset, columns, chunk_bytes, flatten, scheduler, cluste
     Example:
       daskgmm score model/ held_out.zarr
     """
-    from .estimator import load_model
+    from .fitted import load_model
     from .params import information_criteria
 
     gmm = load_model(model)
@@ -276,7 +276,7 @@ def info(model):
     Example:
       daskgmm info model/
     """
-    from .estimator import load_model
+    from .fitted import load_model
 
     gmm = load_model(model)
     click.echo(f"{gmm.n_components} components, {gmm.covariance_type} covariances, "

@@ -24,45 +24,11 @@ from sklearn.utils.validation import _check_feature_names, _check_n_features, ch
 from .data import RowData, as_dask_rows, as_sample_weight, content_digest, feature_names
 from .engine import DEFAULT_SPLIT_EVERY, FitResult, fit_mixture, per_row_pass
 from .init import DEFAULT_INIT_SAMPLE_SIZE, initial_parameters
-from .model_io import ARRAYS, SCALARS, CheckpointFile, ModelFileError, check_shapes, read_directory, save_model
+from .model_io import CheckpointFile, params_digest, save_model
 from .outputs import check_output
-from .params import GaussianParams, information_criteria
+from .params import GaussianParams, check_representable, information_criteria
+from .reporting import Reporters, VerbosePrinter
 from .runtime import blas_threads_for
-
-
-class _Reporters:
-    """Sends engine progress to several reporters (verbose printing, a progress display)."""
-
-    def __init__(self, *reporters):
-        self.reporters = [r for r in reporters if r is not None]
-
-    def init_begin(self, init_index):
-        for reporter in self.reporters:
-            reporter.init_begin(init_index)
-
-    def iteration_end(self, n_iter, change, lower_bound):
-        for reporter in self.reporters:
-            reporter.iteration_end(n_iter, change, lower_bound)
-
-    def init_end(self, lower_bound, converged):
-        for reporter in self.reporters:
-            reporter.init_end(lower_bound, converged)
-
-
-class _VerbosePrinter:
-    """Prints scikit-learn's verbose lines through the estimator's own methods."""
-
-    def __init__(self, estimator):
-        self.estimator = estimator
-
-    def init_begin(self, init_index):
-        self.estimator._print_verbose_msg_init_beg(init_index)
-
-    def iteration_end(self, n_iter, change, lower_bound):
-        self.estimator._print_verbose_msg_iter_end(n_iter, change)
-
-    def init_end(self, lower_bound, converged):
-        self.estimator._print_verbose_msg_init_end(lower_bound, converged)
 
 
 class GaussianMixture(_SklearnGaussianMixture):
@@ -294,7 +260,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
             warm_start=warm_start,
             split_every=self.split_every,
             persist=self.persist,
-            reporter=_Reporters(_VerbosePrinter(self), progress),
+            reporter=Reporters(VerbosePrinter(self), progress),
             random_state=random_state,
             checkpoint=self._checkpoint_file(data, warm_start),
             reseed=self.reseed_collapsed,
@@ -326,7 +292,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
             dtype=str(data.dtype),
             weighted=data.sample_weight is not None,
             data=content_digest(data),
-            warm_start_from=None if warm_start is None else _params_digest(warm_start.params),
+            warm_start_from=None if warm_start is None else params_digest(warm_start.params),
             random_state=self.random_state if isinstance(self.random_state, (int, type(None))) else "instance",
             warm_start=warm_start is not None,
             **{name: None if getattr(self, name) is None else np.asarray(getattr(self, name)).tolist()
@@ -336,7 +302,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
 
     def _store(self, result: FitResult, dtype):
         params = result.params.astype(dtype)
-        _check_representable(result.params, params)
+        check_representable(result.params, params)
         self.weights_ = params.weights
         self.means_ = params.means
         self.covariances_ = params.covariances
@@ -481,75 +447,3 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
     def aic(self, X, sample_weight=None):
         """Akaike information criterion on ``X`` (lower is better), a float; weights as in :meth:`bic`."""
         return information_criteria(*self._mean_log_likelihood(X, sample_weight), self._n_parameters())[1]
-
-
-def fitted_estimator(result: FitResult, dtype, n_features, feature_names=None, **params) -> GaussianMixture:
-    """A :class:`GaussianMixture` with ``params`` holding the outcome of an EM run (as a fit would
-    leave it), for results computed outside the estimator (``select_model``'s candidates)."""
-    estimator = GaussianMixture(**params)
-    estimator._store(result, dtype)
-    estimator.n_features_in_ = n_features
-    if feature_names is not None:
-        estimator.feature_names_in_ = feature_names
-    return estimator
-
-
-def load_model(path):
-    """Read a model directory written by :meth:`GaussianMixture.save` (``daskgmm.load``).
-
-    Loading runs no code from the file (JSON and NPZ read without pickle).
-    """
-    metadata, arrays = read_directory(path)
-    try:
-        estimator = GaussianMixture(**metadata["params"])
-        estimator._validate_params()
-        missing = [name for name in ARRAYS if name not in arrays]
-        if missing:
-            raise KeyError(missing)
-        params = GaussianParams(estimator.covariance_type, *(arrays[name] for name in ARRAYS))
-        check_shapes(params)
-        for name, value in metadata["attributes"].items():
-            if name not in SCALARS:
-                raise KeyError(name)
-            setattr(estimator, name, value)
-    except (KeyError, TypeError, ValueError) as error:
-        raise ModelFileError(f"{path}: inconsistent model file ({error!r}).") from None
-    for name in ARRAYS:
-        setattr(estimator, name, arrays[name])
-    estimator.precisions_ = params.precisions()
-    if metadata.get("feature_names_in_") is not None:
-        estimator.feature_names_in_ = np.asarray(metadata["feature_names_in_"], dtype=object)
-    return estimator
-
-
-def _params_digest(params: GaussianParams) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    for name in ("weights", "means", "covariances"):
-        digest.update(np.ascontiguousarray(getattr(params, name), dtype=np.float64).tobytes())
-    return digest.hexdigest()
-
-
-def _check_representable(params: GaussianParams, stored: GaussianParams):
-    """A clear error when the fitted parameters do not survive the cast to the data's dtype.
-
-    float32 data can give a model float32 cannot hold: covariances beyond its
-    range, or precisions of components collapsed below its smallest variance.
-    """
-    dtype = stored.means.dtype
-    problems = []
-    for name in ("weights", "means", "covariances", "precisions_cholesky"):
-        value = getattr(stored, name)
-        if not np.all(np.isfinite(value)):
-            problems.append(f"{name} reach {np.max(np.abs(getattr(params, name))):.3g}")
-    with np.errstate(over="ignore"):
-        if not problems and not np.all(np.isfinite(stored.precisions())):
-            problems.append(f"precisions reach {np.max(np.abs(params.precisions())):.3g}")
-    if stored.covariance_type in ("diag", "spherical") and np.any(stored.covariances <= 0):
-        problems.append(f"covariances fall to {np.min(params.covariances):.3g}")
-    if problems:
-        raise ValueError(
-            f"The fitted parameters do not fit in {dtype.name} ({'; '.join(problems)}). "
-            "Pass float64 data, or rescale it."
-        )

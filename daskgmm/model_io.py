@@ -227,3 +227,13 @@ class CheckpointFile:
             arrays["rng_key"] = np.asarray(key)
             metadata["rng"] = {"pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
         write_directory(self.path, metadata, arrays)
+
+
+def params_digest(params) -> str:
+    """A digest of parameters (a checkpoint's warm start is tied to it)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in ("weights", "means", "covariances"):
+        digest.update(np.ascontiguousarray(getattr(params, name), dtype=np.float64).tobytes())
+    return digest.hexdigest()

@@ -309,3 +309,27 @@ def information_criteria(mean_log_likelihood, n_samples, n_parameters):
     log_likelihood = mean_log_likelihood * n_samples
     return (float(-2 * log_likelihood + n_parameters * np.log(n_samples)),
             float(-2 * log_likelihood + 2 * n_parameters))
+
+
+def check_representable(params: GaussianParams, stored: GaussianParams):
+    """A clear error when the fitted parameters do not survive the cast to the data's dtype.
+
+    float32 data can give a model float32 cannot hold: covariances beyond its
+    range, or precisions of components collapsed below its smallest variance.
+    """
+    dtype = stored.means.dtype
+    problems = []
+    for name in ("weights", "means", "covariances", "precisions_cholesky"):
+        value = getattr(stored, name)
+        if not np.all(np.isfinite(value)):
+            problems.append(f"{name} reach {np.max(np.abs(getattr(params, name))):.3g}")
+    with np.errstate(over="ignore"):
+        if not problems and not np.all(np.isfinite(stored.precisions())):
+            problems.append(f"precisions reach {np.max(np.abs(params.precisions())):.3g}")
+    if stored.covariance_type in ("diag", "spherical") and np.any(stored.covariances <= 0):
+        problems.append(f"covariances fall to {np.min(params.covariances):.3g}")
+    if problems:
+        raise ValueError(
+            f"The fitted parameters do not fit in {dtype.name} ({'; '.join(problems)}). "
+            "Pass float64 data, or rescale it."
+        )

@@ -22,7 +22,8 @@ from sklearn.utils import check_random_state
 
 from .data import RowData, as_dask_rows, as_sample_weight, feature_names
 from .engine import DEFAULT_SPLIT_EVERY, FitResult, advance_runs, place_data, statistics_pass_many
-from .estimator import GaussianMixture, fitted_estimator
+from .estimator import GaussianMixture
+from .fitted import fitted_estimator
 from .init import DEFAULT_INIT_SAMPLE_SIZE, draw_sample, finish_starts, start_for
 from .kernels import GaussianAssigner
 from .params import GaussianParams, information_criteria, n_parameters

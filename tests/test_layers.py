@@ -7,7 +7,7 @@ import daskgmm
 
 # Lowest first. A module may import from any earlier layer, never from its own or a later one.
 LAYERS = [
-    {"stats", "runtime", "outputs", "cluster", "plot", "datasets"},
+    {"stats", "runtime", "outputs", "cluster", "plot", "datasets", "reporting"},
     {"params"},
     {"blocks"},
     {"densities"},
@@ -18,6 +18,7 @@ LAYERS = [
     {"engine"},
     {"init", "model_io"},
     {"estimator"},
+    {"fitted"},
     {"selection"},
     {"demo"},
     {"cli", "__init__"},
