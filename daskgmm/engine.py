@@ -316,25 +316,6 @@ def run_em(
     return run.result
 
 
-def run_em_together(
-    data: RowData,
-    starts: list,
-    *,
-    tol: float,
-    max_iter: int,
-    reg_covar: float,
-    split_every: int = DEFAULT_SPLIT_EVERY,
-    device: str = "cpu",
-    reseed: bool = False,
-) -> list:
-    """Runs from several starts advanced together (:func:`advance_runs`): one read per iteration
-    for all; the same results as one after another."""
-    runs = [Run(FitResult(params, -np.inf)) for params in starts]
-    advance_runs(data, runs, tol=tol, max_iter=max_iter, reg_covar=reg_covar, split_every=split_every,
-                 device=device, reseed=reseed)
-    return [run.result for run in runs]
-
-
 @dataclass
 class EMState:
     """Everything needed to resume a fit after any iteration (what a checkpoint holds)."""
@@ -388,7 +369,7 @@ def fit_mixture(
         Re-seed collapsed components instead of failing (see :func:`run_em`).
     together : bool
         Run the ``n_init`` restarts together, one read of the data per
-        iteration for all (:func:`run_em_together`); same results. Used when
+        iteration for all (:func:`advance_runs`); same results. Used when
         no per-iteration reporting or checkpoint is asked for.
     device : {"cpu", "cuda"}
         Where the EM passes compute (initialisation always runs on the CPU).
@@ -398,10 +379,10 @@ def fit_mixture(
     if together and n_init > 1 and max_iter > 0 and warm_start is None and checkpoint is None:
         # Starts are drawn in the same order as one after another (EM draws no random
         # numbers), so the restarts and the winner are the same as sequentially.
-        runs = run_em_together(
-            data, initialise(data, n_init), tol=tol, max_iter=max_iter,
-            reg_covar=reg_covar, split_every=split_every, device=device, reseed=reseed,
-        )
+        runs = [Run(FitResult(params, -np.inf)) for params in initialise(data, n_init)]
+        advance_runs(data, runs, tol=tol, max_iter=max_iter, reg_covar=reg_covar, split_every=split_every,
+                     device=device, reseed=reseed)
+        runs = [run.result for run in runs]
         best = None
         for result in runs:
             if best is None or result.lower_bound > best.lower_bound or best.lower_bound == -np.inf:
