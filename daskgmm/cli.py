@@ -26,37 +26,56 @@ Examples:
 
 
 class Progress:
-    """Engine reporter: one line per EM iteration with the mean log-likelihood and its change."""
+    """Engine reporter: one line per EM pass with each running start's mean log-likelihood and
+    its change against ``tol`` (the convergence test), and the pass's time."""
 
-    def __init__(self, max_iter, quiet=False):
-        self.max_iter, self.quiet = max_iter, quiet
-        self.started = self.last = time.perf_counter()
-        self.iteration_seconds = []
+    def __init__(self, tol, n_init, quiet=False):
+        self.tol, self.several, self.quiet = tol, n_init > 1, quiet
+        self.pass_seconds, self.latest, self.ended = [], {}, {}
 
     def init_begin(self, init_index):
-        self.last = time.perf_counter()
-        if not self.quiet:
-            click.echo(f"start {init_index + 1}", err=True)
+        pass
 
-    def iteration_end(self, n_iter, change, lower_bound):
-        now = time.perf_counter()
-        self.iteration_seconds.append(now - self.last)
-        self.last = now
-        if self.quiet:
+    def iteration_end(self, init_index, n_iter, change, lower_bound):
+        self.latest[init_index] = (n_iter, change, lower_bound)
+
+    def init_end(self, init_index, lower_bound, converged):
+        self.ended[init_index] = (lower_bound, converged)
+
+    def pass_end(self, seconds):
+        self.pass_seconds.append(seconds)
+        if self.quiet or not self.latest:
             return
-        width = 20
-        done = int(width * n_iter / max(self.max_iter, 1))
-        click.echo(
-            f"  [{'#' * done}{'.' * (width - done)}] iteration {n_iter:>4}/{self.max_iter}  "
-            f"mean log-likelihood {lower_bound: .6f}  change {change: .3e}  "
-            f"{self.iteration_seconds[-1]:.2f} s",
-            err=True,
-        )
+        n_iter = max(n for n, _, _ in self.latest.values())
+        if self.several:
+            best = max(self.latest, key=lambda i: self.latest[i][2])
+            running = [i for i in self.latest if i not in self.ended]
+            change = max((abs(self.latest[i][1]) for i in running), default=0.0)
+            state = (f"largest change {change:.2e} (tol {self.tol:g}), {len(running)} of "
+                     f"{len(self.latest)} starts still running") if running else "all converged or done"
+            line = f"best mean log-likelihood {self.latest[best][2]: .6f} (start {best + 1}), {state}"
+        else:
+            (_, change, lower_bound), = self.latest.values()
+            state = "converged" if self.ended.get(0, (0, False))[1] else f"change {change:.2e} (tol {self.tol:g})"
+            line = f"mean log-likelihood {lower_bound: .6f}  {state}"
+        self.latest.clear()
+        click.echo(f"  iteration {n_iter:>3}  {line}  {seconds:.2f} s", err=True)
 
-    def init_end(self, lower_bound, converged):
-        if not self.quiet:
-            click.echo(f"  {'converged' if converged else 'did not converge'}, "
-                       f"mean log-likelihood {lower_bound:.6f}", err=True)
+    def winner(self):
+        """Which start the fit keeps (scikit-learn's rule: the first with the largest lower
+        bound), or None for a single start."""
+        if not (self.several and self.ended):
+            return None
+        best = max(sorted(self.ended), key=lambda i: self.ended[i][0])
+        return f"best of {len(self.ended)} starts: start {best + 1}"
+
+    def pass_time(self):
+        if not self.pass_seconds:
+            return "no EM pass ran"
+        median = f"{np.median(self.pass_seconds):.3f} s per"
+        if self.several:
+            return f"{median} pass, median of {len(self.pass_seconds)} (the starts share each pass)"
+        return f"{median} iteration, median of {len(self.pass_seconds)}"
 
 
 def handle_errors(command):
@@ -184,7 +203,11 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
             init_params=init_params, n_init=n_init, random_state=random_state,
             persist={"auto": "auto", "yes": True, "no": False}[persist], checkpoint=checkpoint, device=device,
         )
-        progress = Progress(max_iter, quiet)
+        if not quiet:
+            click.echo(f"EM: until the mean log-likelihood changes by less than {tol:g} in an iteration "
+                       f"(at most {max_iter})" + (f", {n_init} starts advancing together" if n_init > 1 else ""),
+                       err=True)
+        progress = Progress(tol, n_init, quiet)
         started = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -195,13 +218,13 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
         dashboard = client.dashboard_link if client is not None else None
     if out:
         gmm.save(out, overwrite=overwrite)
-    iteration_seconds = progress.iteration_seconds
     click.echo(f"components: {n_components} ({covariance_type}), iterations: {gmm.n_iter_}, "
                f"converged: {gmm.converged_}")
     click.echo(f"mean log-likelihood: {gmm.lower_bound_:.6f}  BIC: {bic:.6g}  AIC: {aic:.6g}")
     click.echo("weights: " + " ".join(f"{w:.4f}" for w in gmm.weights_))
-    per_iteration = np.median(iteration_seconds) if iteration_seconds else float("nan")
-    click.echo(f"time: {fit_seconds:.2f} s in all, {per_iteration:.3f} s per iteration (median)")
+    if progress.winner():
+        click.echo(progress.winner())
+    click.echo(f"time: {fit_seconds:.2f} s in all, {progress.pass_time()}")
     click.echo("peak memory: " + ", ".join(f"{name} {value:,.0f} MiB" for name, value in peaks.items()))
     if dashboard:
         click.echo(f"dashboard (while it ran): {dashboard}")

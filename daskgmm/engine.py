@@ -11,42 +11,21 @@ once, whatever the number of chunks.
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Protocol
-
 import dask
 import numpy as np
 
 from .data import RowData
 from .kernels import GaussianAssigner, chunk_statistics, chunk_statistics_many
 from .params import CollapsedComponentWarning, GaussianParams, m_step, reseed_collapsed
+from .reporting import Reporter, SilentReporter
 from .runtime import active_client, blas_threads_for, memory_budget
 from .stats import SufficientStats, merge_stats, merge_stats_lists
 
 DEFAULT_SPLIT_EVERY = 16
 logger = logging.getLogger("daskgmm")
-
-
-class Reporter(Protocol):
-    """Receives progress of a fit (the estimator prints scikit-learn's verbose lines)."""
-
-    def init_begin(self, init_index: int) -> None: ...
-
-    def iteration_end(self, n_iter: int, change: float, lower_bound: float) -> None: ...
-
-    def init_end(self, lower_bound: float, converged: bool) -> None: ...
-
-
-class SilentReporter:
-    def init_begin(self, init_index):
-        pass
-
-    def iteration_end(self, n_iter, change, lower_bound):
-        pass
-
-    def init_end(self, lower_bound, converged):
-        pass
 
 
 @dataclass
@@ -203,10 +182,16 @@ def statistics_pass_many(
 
 
 class Run:
-    """One EM run in progress: its result so far, or the error that ended it."""
+    """One EM run in progress: its result so far, or the error that ended it; ``index`` is its
+    place among the starts of a fit (``n_init``)."""
 
-    def __init__(self, result: FitResult, error: str | None = None):
-        self.result, self.error = result, error
+    def __init__(self, result: FitResult, error: str | None = None, index: int = 0):
+        self.result, self.error, self.index = result, error, index
+
+
+def running(run, max_iter: int) -> bool:
+    """Whether ``run`` (anything with ``result`` and ``error``) takes part in the next pass."""
+    return run.error is None and not run.result.converged and run.result.n_iter < max_iter
 
 
 def advance_runs(
@@ -221,6 +206,7 @@ def advance_runs(
     reseed: bool = False,
     fail_soft: bool = False,
     on_iteration=None,
+    on_pass=None,
 ) -> int:
     """The EM loop: advance every run by one shared read of the data per iteration until each
     has converged, failed or done ``max_iter`` iterations. Returns the passes made.
@@ -241,15 +227,17 @@ def advance_runs(
         A failing M-step ends that run (its ``error`` says why), not the others; otherwise it raises.
     on_iteration : callable ``(run, change)``, optional
         Called after every iteration of every run.
+    on_pass : callable ``(seconds)``, optional
+        Called after every pass, once all runs have been updated (checkpoints: a consistent state).
     device : {"cpu", "cuda"}
         Where the chunks' statistics are computed (:func:`statistics_kernel`).
     """
     passes = 0
     while True:
-        active = [run for run in runs
-                  if run.error is None and not run.result.converged and run.result.n_iter < max_iter]
+        active = [run for run in runs if running(run, max_iter)]
         if not active:
             return passes
+        started = time.perf_counter()
         models = [run.result.params for run in active]
         stats_list = statistics_pass_many(
             data, [GaussianAssigner(params) for params in models], [p.covariance_type for p in models],
@@ -275,6 +263,8 @@ def advance_runs(
                                    abs(change) < tol)
             if on_iteration is not None:
                 on_iteration(run, change)
+        if on_pass is not None:
+            on_pass(time.perf_counter() - started)
 
 
 def _reseeded(stats, reg_covar, dtype, n_iter):
@@ -288,42 +278,21 @@ def _reseeded(stats, reg_covar, dtype, n_iter):
     return stats
 
 
-def run_em(
-    data: RowData,
-    start: FitResult,
-    *,
-    tol: float,
-    max_iter: int,
-    reg_covar: float,
-    split_every: int = DEFAULT_SPLIT_EVERY,
-    reporter: Reporter | None = None,
-    on_iteration=None,
-    reseed: bool = False,
-    device: str = "cpu",
-) -> FitResult:
-    """One run of :func:`advance_runs` from ``start``, reported to ``reporter`` and passed to
-    ``on_iteration(result)`` after every iteration (checkpoints)."""
-    reporter = reporter or SilentReporter()
-
-    def after_iteration(run, change):
-        reporter.iteration_end(run.result.n_iter, change, run.result.lower_bound)
-        if on_iteration is not None:
-            on_iteration(run.result)
-
-    run = Run(start)
-    advance_runs(data, [run], tol=tol, max_iter=max_iter, reg_covar=reg_covar, split_every=split_every,
-                 device=device, reseed=reseed, on_iteration=after_iteration)
-    return run.result
+def best_run(results: list) -> FitResult:
+    """scikit-learn's choice among restarts: the first with the largest final lower bound."""
+    best = None
+    for result in results:
+        if best is None or result.lower_bound > best.lower_bound or best.lower_bound == -np.inf:
+            best = result
+    return best
 
 
 @dataclass
 class EMState:
-    """Everything needed to resume a fit after any iteration (what a checkpoint holds)."""
+    """Everything needed to resume a fit after any pass (what a checkpoint holds): every
+    start's run, as far as it got."""
 
-    init_index: int
-    run: FitResult
-    best: FitResult | None
-    rng_state: tuple | None
+    runs: list
     finished: bool = False  # the fit ended: a new fit does not resume it
 
 
@@ -339,91 +308,68 @@ def fit_mixture(
     split_every: int = DEFAULT_SPLIT_EVERY,
     persist="auto",
     reporter: Reporter | None = None,
-    random_state: np.random.RandomState | None = None,
     checkpoint=None,
     reseed: bool = False,
-    together: bool = False,
     device: str = "cpu",
 ) -> FitResult:
-    """Run ``n_init`` EM fits and keep the one with the highest final lower bound.
+    """Run ``n_init`` EM fits together (one read of the data per iteration for all, through
+    :func:`advance_runs`) and keep the one with the highest final lower bound.
+
+    Every restart follows the iterations it would follow alone, and the starts are drawn in
+    the order single fits would draw them (EM itself draws no random numbers), so the result
+    is that of scikit-learn's one-after-another restarts.
 
     Parameters
     ----------
     initialise : callable ``(RowData, count) -> list of GaussianParams``
-        Draws ``count`` fresh starting points from the data as placed for the
-        fit (in memory or not), using ``random_state``, as ``count`` calls
-        for one start each would (restarts run together get theirs at once,
-        sharing the initialisation pass).
+        Draws ``count`` starting points from the data as placed for the fit (in memory or
+        not), as ``count`` calls for one start each would, sharing one initialisation pass.
     warm_start : FitResult, optional
         Continue from these parameters and lower bound (one run, no init).
     persist : {"auto", True, False}
-        Keep the data in memory for the fit, or re-read them every pass; see
-        :func:`place_data`.
-    random_state : RandomState, optional
-        The generator ``initialise`` draws from; its state is checkpointed so
-        that a resumed fit draws the same later restarts.
+        Keep the data in memory for the fit, or re-read them every pass; see :func:`place_data`.
+    reporter : Reporter, optional
+        Told when each start begins and ends, after every iteration of each, and after every pass.
     checkpoint : object with ``load() -> EMState | None`` and ``save(EMState)``
-        Saved after every iteration; a fit started with a checkpoint that
-        holds a state resumes from it and ends as if never interrupted.
+        Saved after every pass; a fit started with a checkpoint that holds a state resumes
+        from it and ends as if never interrupted.
     reseed : bool
-        Re-seed collapsed components instead of failing (see :func:`run_em`).
-    together : bool
-        Run the ``n_init`` restarts together, one read of the data per
-        iteration for all (:func:`advance_runs`); same results. Used when
-        no per-iteration reporting or checkpoint is asked for.
+        Re-seed collapsed components instead of failing (see :func:`advance_runs`).
     device : {"cpu", "cuda"}
         Where the EM passes compute (initialisation always runs on the CPU).
     """
     reporter = reporter or SilentReporter()
     data = place_data(data, persist)
-    if together and n_init > 1 and max_iter > 0 and warm_start is None and checkpoint is None:
-        # Starts are drawn in the same order as one after another (EM draws no random
-        # numbers), so the restarts and the winner are the same as sequentially.
-        runs = [Run(FitResult(params, -np.inf)) for params in initialise(data, n_init)]
+    state = checkpoint.load() if checkpoint is not None else None
+    if state is not None:
+        runs = state.runs
+    elif warm_start is not None:
+        runs = [Run(FitResult(warm_start.params, warm_start.lower_bound))]
+    else:
+        runs = [Run(FitResult(params, -np.inf), index=i) for i, params in enumerate(initialise(data, n_init))]
+    if max_iter == 0:
+        # scikit-learn keeps the last start and reports no lower bound.
+        best = FitResult(runs[-1].result.params, -np.inf)
+    else:
+        for run in runs:
+            reporter.init_begin(run.index)
+            if not running(run, max_iter):  # finished before an interruption
+                reporter.init_end(run.index, run.result.lower_bound, run.result.converged)
+
+        def after_iteration(run, change):
+            result = run.result
+            reporter.iteration_end(run.index, result.n_iter, change, result.lower_bound)
+            if not running(run, max_iter):
+                reporter.init_end(run.index, result.lower_bound, result.converged)
+
+        def after_pass(seconds):
+            reporter.pass_end(seconds)
+            if checkpoint is not None:
+                checkpoint.save(EMState(runs))
+
         advance_runs(data, runs, tol=tol, max_iter=max_iter, reg_covar=reg_covar, split_every=split_every,
-                     device=device, reseed=reseed)
-        runs = [run.result for run in runs]
-        best = None
-        for result in runs:
-            if best is None or result.lower_bound > best.lower_bound or best.lower_bound == -np.inf:
-                best = result
-        return best
-    resume = checkpoint.load() if checkpoint is not None else None
-    best = resume.best if resume else None
-    for init_index in range(resume.init_index if resume else 0, 1 if warm_start else n_init):
-        reporter.init_begin(init_index)
-        if resume is not None and init_index == resume.init_index:
-            start = resume.run
-            if random_state is not None and resume.rng_state is not None:
-                random_state.set_state(resume.rng_state)
-        elif warm_start is not None:
-            start = FitResult(warm_start.params, warm_start.lower_bound)
-        else:
-            start = FitResult(initialise(data, 1)[0], -np.inf)
-        if max_iter == 0:
-            # scikit-learn keeps the last start and reports no lower bound.
-            best = FitResult(start.params, -np.inf)
-            continue
-        rng_state = random_state.get_state() if random_state is not None else None
-
-        def save(run, init_index=init_index, best=best, rng_state=rng_state):
-            checkpoint.save(EMState(init_index, run, best, rng_state))
-
-        result = run_em(
-            data,
-            start,
-            tol=tol,
-            max_iter=max_iter,
-            reg_covar=reg_covar,
-            split_every=split_every,
-            reporter=reporter,
-            on_iteration=save if checkpoint is not None else None,
-            reseed=reseed,
-            device=device,
-        )
-        reporter.init_end(result.lower_bound, result.converged)
-        if best is None or result.lower_bound > best.lower_bound or best.lower_bound == -np.inf:
-            best = result
-    if checkpoint is not None and best is not None:
-        checkpoint.save(EMState(max(n_init - 1, 0), best, best, None, finished=True))
+                     device=device, reseed=reseed, on_iteration=after_iteration, on_pass=after_pass)
+        best = best_run([run.result for run in runs])
+    if checkpoint is not None:
+        checkpoint.save(EMState(runs, finished=True))
     return best

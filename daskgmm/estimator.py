@@ -186,9 +186,11 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
             Non-negative per-row weights: every statistic is weighted, weight 2
             is the same as a duplicated row, unit weights the same as none.
         progress : object, optional
-            Receives ``init_begin(i)``, ``iteration_end(n_iter, change,
-            lower_bound)`` and ``init_end(lower_bound, converged)`` as the fit
-            goes (the command line's progress display uses it).
+            Receives ``init_begin(i)``, ``iteration_end(i, n_iter, change,
+            lower_bound)``, ``init_end(i, lower_bound, converged)`` (``i``
+            numbers the starts; they advance together) and
+            ``pass_end(seconds)`` as the fit goes; methods it lacks are
+            skipped (the command line's progress display uses it).
 
         Returns
         -------
@@ -260,12 +262,9 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
             warm_start=warm_start,
             split_every=self.split_every,
             persist=self.persist,
-            reporter=Reporters(VerbosePrinter(self), progress),
-            random_state=random_state,
+            reporter=Reporters(VerbosePrinter(self.verbose, self.verbose_interval, 1 if warm_start else self.n_init), progress),
             checkpoint=self._checkpoint_file(data, warm_start),
             reseed=self.reseed_collapsed,
-            # restarts advance together unless someone watches them one by one
-            together=not self.verbose and progress is None,
             device=self.device,
         )
         if not result.converged and self.max_iter > 0:

@@ -156,7 +156,7 @@ class CheckpointFile:
         self.fingerprint = json.loads(json.dumps(fingerprint, default=_json_default))
 
     def load(self):
-        from .engine import EMState
+        from .engine import EMState, Run
 
         if not self.path.exists() or (self.path.is_dir() and not any(self.path.iterdir())):
             return None  # nothing yet (an empty folder made for it is fine)
@@ -177,18 +177,18 @@ class CheckpointFile:
                 f"checkpoint {self.path} was written for other data or settings ({details}). "
                 "Delete it, or pass another checkpoint path, to start afresh."
             )
+        if "runs" not in metadata:
+            raise ModelFileError(
+                f"checkpoint {self.path} was written by an earlier daskgmm, which ran its starts one "
+                "after another. Delete it, or pass another checkpoint path, to start afresh.")
         try:
-            run = self._result(metadata["run"], arrays, "run")
-            best = None if metadata["best"] is None else self._result(metadata["best"], arrays, "best")
-            rng = metadata["rng"]
-            rng_state = None if rng is None else (
-                "MT19937", arrays["rng_key"], rng["pos"], rng["has_gauss"], rng["cached_gaussian"])
-            state = EMState(int(metadata["init_index"]), run, best, rng_state)
+            runs = [Run(self._result(info, arrays, f"run{i}"), info["error"], int(info["index"]))
+                    for i, info in enumerate(metadata["runs"])]
         except (KeyError, TypeError, ValueError) as error:
             raise ModelFileError(f"{self.path}: inconsistent checkpoint ({error!r}).") from None
-        logger.warning("daskgmm: resumed from checkpoint %s at iteration %d (start %d)",
-                       self.path, run.n_iter, state.init_index + 1)
-        return state
+        logger.warning("daskgmm: resumed from checkpoint %s at iteration %s",
+                       self.path, "/".join(str(run.result.n_iter) for run in runs))
+        return EMState(runs)
 
     def _result(self, info, arrays, prefix):
         from .engine import FitResult
@@ -202,30 +202,26 @@ class CheckpointFile:
                          int(info["n_iter"]), bool(info["converged"]))
 
     def save(self, state):
-        arrays, metadata = {}, {
-            "format": CHECKPOINT_FORMAT,
-            "format_version": FORMAT_VERSION,
-            "fingerprint": self.fingerprint,
-            "init_index": state.init_index,
-            "best": None,
-            "rng": None,
-            "finished": bool(state.finished),
-        }
-        for prefix, result in (("run", state.run), ("best", state.best)):
-            if result is None:
-                continue
-            metadata[prefix] = {
+        arrays, runs = {}, []
+        for i, run in enumerate(state.runs):
+            result = run.result
+            runs.append({
+                "index": int(run.index),
+                "error": run.error,
                 "lower_bound": float(result.lower_bound),
                 "lower_bounds": [float(v) for v in result.lower_bounds],
                 "n_iter": int(result.n_iter),
                 "converged": bool(result.converged),
-            }
+            })
             for name in PARAM_FIELDS:
-                arrays[f"{prefix}_{name}"] = np.asarray(getattr(result.params, name))
-        if state.rng_state is not None:
-            _, key, pos, has_gauss, cached = state.rng_state
-            arrays["rng_key"] = np.asarray(key)
-            metadata["rng"] = {"pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+                arrays[f"run{i}_{name}"] = np.asarray(getattr(result.params, name))
+        metadata = {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": FORMAT_VERSION,
+            "fingerprint": self.fingerprint,
+            "finished": bool(state.finished),
+            "runs": runs,
+        }
         write_directory(self.path, metadata, arrays)
 
 

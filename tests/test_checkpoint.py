@@ -43,7 +43,7 @@ def wait_for_iteration(path, n_iter, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline:
         model = path / "model.json"
-        if model.exists() and json.loads(model.read_text())["run"]["n_iter"] >= n_iter:
+        if model.exists() and min(run["n_iter"] for run in json.loads(model.read_text())["runs"]) >= n_iter:
             return True
         time.sleep(0.02)
     return False
@@ -66,10 +66,11 @@ def test_checkpointing_does_not_change_the_fit(X, uninterrupted, tmp_path):
     checkpointed = fit_quietly(GaussianMixture(**SETTINGS, checkpoint=tmp_path / "ck"), da.from_array(X, chunks=500))
     assert_identical(checkpointed, uninterrupted)
     state = json.loads((tmp_path / "ck" / "model.json").read_text())
-    assert state["format"] == "daskgmm-checkpoint" and state["init_index"] == 1
+    assert state["format"] == "daskgmm-checkpoint" and state["finished"]
+    assert [run["index"] for run in state["runs"]] == [0, 1]
 
 
-@pytest.mark.parametrize("after_reads", [3, 6 * 7 + 2, 6 * 40])  # during init, mid-restart 1, in restart 2
+@pytest.mark.parametrize("after_reads", [3, 6 * 7 + 2, 6 * 30])  # during init, in pass 7, in pass 30 (of 40)
 def test_keyboard_interrupt_then_resume(X, uninterrupted, tmp_path, after_reads):
     path = tmp_path / "ck"
     with pytest.raises(KeyboardInterrupt):
@@ -100,7 +101,7 @@ def test_sigterm_then_resume(X, uninterrupted, tmp_path):
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == -signal.SIGTERM
     state = json.loads((path / "model.json").read_text())
-    assert state["init_index"] == 0 and state["run"]["n_iter"] >= 3
+    assert not state["finished"] and all(run["n_iter"] >= 3 for run in state["runs"])
     resumed = fit_quietly(GaussianMixture(**SETTINGS, checkpoint=path), da.from_array(X, chunks=500))
     assert_identical(resumed, uninterrupted)
 
@@ -110,6 +111,16 @@ def as_interrupted(path):
     state = json.loads((path / "model.json").read_text())
     state["finished"] = False
     (path / "model.json").write_text(json.dumps(state))
+
+
+def test_checkpoint_of_an_earlier_format_is_refused_with_what_to_do(X, tmp_path):
+    path = tmp_path / "ck"
+    fit_quietly(GaussianMixture(**SETTINGS, checkpoint=path), X)
+    state = json.loads((path / "model.json").read_text())
+    state.update(finished=False, init_index=0, run=state.pop("runs")[0], best=None, rng=None)
+    (path / "model.json").write_text(json.dumps(state))
+    with pytest.raises(ValueError, match="earlier daskgmm.*Delete it, or pass another checkpoint path"):
+        GaussianMixture(**SETTINGS, checkpoint=path).fit(X)
 
 
 def test_checkpoint_from_other_data_or_settings_is_refused(X, tmp_path):
@@ -153,6 +164,6 @@ def test_lost_scheduler_then_resume(X, uninterrupted, tmp_path):
                 closing(timeout=5)
             except (TimeoutError, OSError):
                 pass
-    assert json.loads((path / "model.json").read_text())["run"]["n_iter"] >= 2
+    assert all(run["n_iter"] >= 2 for run in json.loads((path / "model.json").read_text())["runs"])
     resumed = fit_quietly(GaussianMixture(**SETTINGS, checkpoint=path), da.from_array(X, chunks=500))
     assert_identical(resumed, uninterrupted)

@@ -1,5 +1,6 @@
 """The `daskgmm` command, run for real in subprocesses."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -36,6 +37,16 @@ def store(tmp_path_factory):
     X = make_data(n_samples=4000, n_features=3, n_components=3, seed=2)
     zarr.create_array(folder / "x.zarr", shape=X.shape, chunks=(1000, 3), dtype="f8")[:] = X
     return folder, X
+
+
+def test_fit_with_restarts_says_how_they_advance_and_which_won(store):
+    folder, X = store
+    fitted = run("fit", folder / "x.zarr", "-k", 3, "--n-init", 3, "--random-state", 0, "--init", "random")
+    assert "3 starts advancing together" in fitted.stderr and "starts still running" in fitted.stderr
+    reference = GaussianMixture(3, n_init=3, random_state=0, init_params="random").fit(X)
+    assert f"mean log-likelihood: {reference.lower_bound_:.6f}" in fitted.stdout
+    assert re.search(r"best of 3 starts: start [123]\n", fitted.stdout)
+    assert "s per pass, median of" in fitted.stdout
 
 
 def test_fit_info_predict_score(store):

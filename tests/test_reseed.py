@@ -75,27 +75,3 @@ def test_reseeding_is_deterministic_across_chunkings():
         fits = [GaussianMixture(4, **settings).fit(da.from_array(SPIKE, chunks=c)) for c in (1560, 400, 137)]
     for other in fits[1:]:
         np.testing.assert_allclose(other.means_, fits[0].means_, rtol=1e-8, atol=1e-8)
-
-
-def test_restarts_with_reseeding_run_together_and_give_the_one_by_one_result(capsys):
-    """reseed_collapsed no longer forces restarts one by one: run together (one read per iteration
-    for all) they give what they give one by one (verbose makes the estimator watch each)."""
-    from conftest import counting_reads
-
-    settings = dict(covariance_type="diag", n_init=3, init_params="random_from_data", random_state=4,
-                    reseed_collapsed=True, reg_covar=0.0, max_iter=15, tol=1e-6, persist=False)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        X, reads = counting_reads(SPIKE, 400)
-        together = GaussianMixture(4, **settings).fit(X)
-        together_reads = len(reads)
-    assert any(issubclass(w.category, CollapsedComponentWarning) for w in caught)  # re-seeding happened
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        X, reads = counting_reads(SPIKE, 400)
-        one_by_one = GaussianMixture(4, verbose=1, **settings).fit(X)
-    capsys.readouterr()
-    for name in ("weights_", "means_", "covariances_"):
-        np.testing.assert_allclose(getattr(together, name), getattr(one_by_one, name), rtol=1e-12, atol=1e-12)
-    assert together.lower_bounds_ == one_by_one.lower_bounds_
-    assert together_reads < len(reads)  # fewer reads: the restarts shared their passes

@@ -8,7 +8,6 @@ from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
 
 from daskgmm import GaussianMixture, select_model
-from daskgmm.engine import SilentReporter
 
 from conftest import counting_reads, make_data
 
@@ -75,23 +74,6 @@ def test_bad_arguments_are_refused(stretched):
         select_model(stretched, covariance_types=("full", "banana"))
     with pytest.raises(ValueError, match="n_samples >= n_components"):
         select_model(stretched[:5], n_components=range(1, 8))
-
-
-def test_n_init_restarts_advance_together_with_the_same_result(stretched):
-    """n_init restarts share every pass, and end exactly as one-after-another restarts."""
-    dx, reads = counting_reads(stretched, 1000)
-    settings = dict(n_init=5, init_params="random_from_data", random_state=4, tol=1e-5, persist=False)
-    together = GaussianMixture(4, **settings).fit(dx)
-    passes_together = len(reads) // 4
-    reads.clear()
-
-    # any progress reporter makes the restarts run one by one
-    sequential = GaussianMixture(4, **settings).fit(dx, progress=SilentReporter())
-    passes_sequential = len(reads) // 4
-    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
-        np.testing.assert_array_equal(getattr(together, name), getattr(sequential, name))
-    assert together.lower_bounds_ == sequential.lower_bounds_ and together.n_iter_ == sequential.n_iter_
-    assert passes_together < passes_sequential / 2
 
 
 def parallel_cigars(seed):

@@ -1,0 +1,120 @@
+"""Restarts (n_init) advance together, one read of the data per iteration for all, whatever
+watches them (verbose, a progress object, a checkpoint) and with re-seeding: the result is the
+one-by-one result (each start run alone through the engine, the best kept by scikit-learn's rule)."""
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+
+from daskgmm import GaussianMixture
+from daskgmm.data import RowData
+from daskgmm.engine import FitResult, Run, advance_runs, best_run
+from daskgmm.init import initial_parameters
+
+from conftest import counting_reads, make_data
+
+CHUNK_ROWS = 500
+SETTINGS = dict(n_components=4, covariance_type="full", n_init=3, init_params="random_from_data",
+                random_state=11, tol=1e-5, max_iter=30, reg_covar=1e-6, persist=False)
+
+
+@pytest.fixture(scope="module")
+def X():
+    return make_data(n_samples=3000, n_components=4, seed=8)
+
+
+class Recorder:
+    """A progress object that listens to some events only (the others are skipped)."""
+
+    def __init__(self):
+        self.iterations, self.ended, self.passes = [], {}, 0
+
+    def iteration_end(self, init_index, n_iter, change, lower_bound):
+        self.iterations.append((init_index, n_iter))
+
+    def init_end(self, init_index, lower_bound, converged):
+        self.ended[init_index] = (lower_bound, converged)
+
+    def pass_end(self, seconds):
+        self.passes += 1
+
+
+def starts_and_init_reads(X, settings):
+    dx, reads = counting_reads(X, CHUNK_ROWS)
+    starts = initial_parameters(
+        RowData(dx, None, False), count=settings["n_init"], n_components=settings["n_components"],
+        covariance_type=settings["covariance_type"], init_params=settings["init_params"],
+        reg_covar=settings["reg_covar"], random_state=np.random.RandomState(settings["random_state"]))
+    return starts, len(reads)
+
+
+def one_by_one(X, settings, starts):
+    """Each start alone through the engine's loop: its own passes, nothing shared."""
+    results = []
+    for start in starts:
+        run = Run(FitResult(start, -np.inf))
+        advance_runs(RowData(counting_reads(X, CHUNK_ROWS)[0], None, False), [run], tol=settings["tol"],
+                     max_iter=settings["max_iter"], reg_covar=settings["reg_covar"],
+                     reseed=settings.get("reseed_collapsed", False))
+        results.append(run.result)
+    return results
+
+
+@pytest.mark.parametrize("watch", ["nothing", "verbose", "progress", "checkpoint"])
+def test_restarts_share_every_pass_and_give_the_one_by_one_result(X, tmp_path, capsys, watch):
+    options = dict(verbose={"verbose": 2, "verbose_interval": 1},
+                   checkpoint={"checkpoint": tmp_path / "ck"}).get(watch, {})
+    progress = Recorder() if watch == "progress" else None
+    starts, init_reads = starts_and_init_reads(X, SETTINGS)
+    results = one_by_one(X, SETTINGS, starts)
+    best = best_run(results)
+    assert len({r.lower_bound for r in results}) == 3  # three different optima: the choice matters
+
+    dx, reads = counting_reads(X, CHUNK_ROWS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gmm = GaussianMixture(**SETTINGS, **options).fit(dx, progress=progress)
+    np.testing.assert_array_equal(gmm.weights_, best.params.weights)
+    np.testing.assert_array_equal(gmm.means_, best.params.means)
+    np.testing.assert_array_equal(gmm.covariances_, best.params.covariances)
+    assert gmm.lower_bounds_ == best.lower_bounds and gmm.n_iter_ == best.n_iter
+    passes = max(r.n_iter for r in results)
+    digest_reads = 2 if watch == "checkpoint" else 0  # the checkpoint ties itself to the data's first and last chunk
+    # one read per iteration for all starts
+    assert len(reads) == init_reads + digest_reads + passes * dx.numblocks[0]
+
+    printed = capsys.readouterr().out
+    if watch == "verbose":
+        for index, result in enumerate(results):
+            assert f"Initialization {index}\n" in printed
+            assert f"  Iteration {result.n_iter} (initialization {index})" in printed
+            assert re.search(f"Initialization {index} (converged|did not converge).*lower bound "
+                             f"{result.lower_bound:.5f}", printed)
+    if watch == "progress":
+        assert progress.passes == passes
+        assert sorted(progress.iterations) == sorted((i, n) for i, r in enumerate(results)
+                                                     for n in range(1, r.n_iter + 1))
+        assert progress.ended == {i: (r.lower_bound, r.converged) for i, r in enumerate(results)}
+
+
+def test_restarts_with_reseeding_share_their_passes_and_give_the_one_by_one_result():
+    from test_reseed import SPIKE
+
+    from daskgmm.params import CollapsedComponentWarning
+
+    settings = dict(SETTINGS, covariance_type="diag", reseed_collapsed=True, reg_covar=0.0, max_iter=15,
+                    tol=1e-6, random_state=4)
+    starts, init_reads = starts_and_init_reads(SPIKE, settings)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = one_by_one(SPIKE, settings, starts)
+        dx, reads = counting_reads(SPIKE, CHUNK_ROWS)
+        gmm = GaussianMixture(**settings).fit(dx)
+    assert any(issubclass(w.category, CollapsedComponentWarning) for w in caught)  # re-seeding happened
+    best = best_run(results)
+    for name in ("weights", "means", "covariances"):
+        np.testing.assert_array_equal(getattr(gmm, name + "_"), getattr(best.params, name))
+    assert gmm.lower_bounds_ == best.lower_bounds
+    assert len(reads) == init_reads + max(r.n_iter for r in results) * dx.numblocks[0]
