@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test bench bench-out-of-core clean
+.PHONY: demo test test-oldest bench bench-out-of-core clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,21 @@ demo: $(VENV)/.installed-run
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The oldest scikit-learn pyproject.toml accepts, in its own environment.
+OLDEST_SKLEARN := scikit-learn==1.6.1
+OLDEST := .venv-oldest
+
+$(OLDEST)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip --disable-pip-version-check -q install -e '.[test]' '$(OLDEST_SKLEARN)'
+	touch $@
+
+## test-oldest: the estimator, parity and numerics tests against the oldest supported scikit-learn (CI runs it too)
+test-oldest: $(OLDEST)/.installed
+	$(OLDEST)/bin/python -m pytest -q -p no:cacheprovider tests/test_estimator.py tests/test_parity.py \
+		tests/test_edge_cases.py tests/test_restarts.py tests/test_model_io.py tests/test_selection.py \
+		tests/test_init.py tests/test_awkward_data.py tests/test_numerics.py
+
 ## bench: daskgmm vs scikit-learn per EM iteration, parity, Dask overhead and init cost (tables in benchmarks/results/)
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/compare.py
@@ -37,4 +52,4 @@ bench-out-of-core: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/scaling.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(OLDEST) .pytest_cache

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from dataclasses import dataclass, field
 import dask
 import numpy as np
 
 from .data import RowData
-from .kernels import GaussianAssigner, chunk_statistics, chunk_statistics_many
-from .params import CollapsedComponentWarning, GaussianParams, m_step, reseed_collapsed
+from .kernels import chunk_statistics, chunk_statistics_many
+from .family import ModelFamily
+from .params import GaussianParams
 from .reporting import Reporter, SilentReporter
 from .runtime import active_client, blas_threads_for, memory_budget
 from .stats import SufficientStats, merge_stats, merge_stats_lists
@@ -128,40 +128,17 @@ def per_row_pass(X, params: GaussianParams, output: str, device: str = "cpu"):
 
 def pass_graph(
     data: RowData,
-    assigner,
-    covariance_type: str,
-    n_components: int,
-    split_every: int = DEFAULT_SPLIT_EVERY,
-    block_rows: int | None = None,
-    track_worst: int = 0,
-    device: str = "cpu",
-):
-    """The graph of one pass: a statistics task per chunk, merged in a tree.
-
-    Returns a ``Delayed`` of the merged :class:`SufficientStats`.
-    """
-    # One key for the assigner (it carries the parameters): sent once per worker.
-    assigner_key = dask.delayed(assigner, pure=True)
-    kernel = statistics_kernel(device)
-    parts = _chunk_tasks(
-        data,
-        lambda x, w, offset: dask.delayed(kernel, pure=True)(
-            x, w, assigner_key, covariance_type, n_components, offset, block_rows, track_worst
-        ),
-    )
-    return tree_merge(parts, split_every)
-
-
-def statistics_pass_many(
-    data: RowData,
     assigners: list,
     covariance_types: list,
     n_components: list,
     split_every: int = DEFAULT_SPLIT_EVERY,
     device: str = "cpu",
     track_worst: list | None = None,
-) -> list:
-    """One read of every chunk for several models; their merged statistics, in order.
+):
+    """The graph of one pass for several models: a statistics task per chunk (one read of it for
+    all models), merged in a tree of fan-in ``split_every``. Returns a ``Delayed`` of the list of
+    merged :class:`SufficientStats`, one per model. The models enter the graph as one key, so
+    each worker receives them once, whatever the number of chunks.
 
     ``track_worst`` (one count per model) keeps that many worst-explained rows (re-seeding).
     """
@@ -174,8 +151,14 @@ def statistics_pass_many(
             x, w, models, list(covariance_types), list(n_components), offset, kernel, worst
         ),
     )
+    return tree_merge(parts, split_every, merge_stats_lists)
+
+
+def statistics_pass_many(data: RowData, *args, **kwargs) -> list:
+    """One read of every chunk for several models: their merged statistics, in order (the
+    arguments are :func:`pass_graph`'s). Non-finite rows are refused with a clear error."""
     with blas_threads_for(data.X.numblocks[0]):
-        (stats_list,) = dask.compute(tree_merge(parts, split_every, merge_stats_lists))
+        (stats_list,) = dask.compute(pass_graph(data, *args, **kwargs))
     for stats in stats_list:
         _check_finite(stats)
     return stats_list
@@ -197,13 +180,12 @@ def running(run, max_iter: int) -> bool:
 def advance_runs(
     data: RowData,
     runs: list,
+    family: ModelFamily,
     *,
     tol: float,
     max_iter: int,
-    reg_covar: float,
     split_every: int = DEFAULT_SPLIT_EVERY,
     device: str = "cpu",
-    reseed: bool = False,
     fail_soft: bool = False,
     on_iteration=None,
     on_pass=None,
@@ -220,9 +202,8 @@ def advance_runs(
 
     Parameters
     ----------
-    reseed : bool
-        Components that collapse are re-seeded at the worst-explained rows of the pass (with a
-        :class:`~daskgmm.params.CollapsedComponentWarning`) instead of stopping the run.
+    family : ModelFamily
+        The model: each run's E-step, M-step and lower bound (:mod:`daskgmm.family`).
     fail_soft : bool
         A failing M-step ends that run (its ``error`` says why), not the others; otherwise it raises.
     on_iteration : callable ``(run, change)``, optional
@@ -240,24 +221,22 @@ def advance_runs(
         started = time.perf_counter()
         models = [run.result.params for run in active]
         stats_list = statistics_pass_many(
-            data, [GaussianAssigner(params) for params in models], [p.covariance_type for p in models],
+            data, [family.assigner(params) for params in models], [p.covariance_type for p in models],
             [p.n_components for p in models], split_every, device,
-            track_worst=[p.n_components if reseed else 0 for p in models],
+            track_worst=[family.rows_to_track(params) for params in models],
         )
         passes += 1
         for run, stats in zip(active, stats_list):
             result = run.result
             n_iter = result.n_iter + 1
-            lower_bound = stats.log_likelihood / stats.weight_sum
             try:
-                if reseed:
-                    stats = _reseeded(stats, reg_covar, data.dtype, n_iter)
-                params = m_step(stats, reg_covar, data.dtype)
+                params = family.m_step(stats, result.params, n_iter)
             except ValueError as error:
                 if not fail_soft:
                     raise
                 run.error = str(error)
                 continue
+            lower_bound = family.lower_bound(stats, params)
             change = lower_bound - result.lower_bound
             run.result = FitResult(params, lower_bound, result.lower_bounds + [lower_bound], n_iter,
                                    abs(change) < tol)
@@ -265,17 +244,6 @@ def advance_runs(
                 on_iteration(run, change)
         if on_pass is not None:
             on_pass(time.perf_counter() - started)
-
-
-def _reseeded(stats, reg_covar, dtype, n_iter):
-    stats, reseeded = reseed_collapsed(stats, reg_covar, dtype)
-    if reseeded:
-        warnings.warn(
-            f"Component(s) {reseeded} lost their points or became singular at iteration "
-            f"{n_iter}; re-seeded at the worst-explained rows of that pass.",
-            CollapsedComponentWarning,
-        )
-    return stats
 
 
 def best_run(results: list) -> FitResult:
@@ -303,13 +271,12 @@ def fit_mixture(
     n_init: int,
     tol: float,
     max_iter: int,
-    reg_covar: float,
+    family: ModelFamily,
     warm_start: FitResult | None = None,
     split_every: int = DEFAULT_SPLIT_EVERY,
     persist="auto",
     reporter: Reporter | None = None,
     checkpoint=None,
-    reseed: bool = False,
     device: str = "cpu",
 ) -> FitResult:
     """Run ``n_init`` EM fits together (one read of the data per iteration for all, through
@@ -321,7 +288,9 @@ def fit_mixture(
 
     Parameters
     ----------
-    initialise : callable ``(RowData, count) -> list of GaussianParams``
+    family : ModelFamily
+        The model fitted (:mod:`daskgmm.family`).
+    initialise : callable ``(RowData, count) -> list of parameters``
         Draws ``count`` starting points from the data as placed for the fit (in memory or
         not), as ``count`` calls for one start each would, sharing one initialisation pass.
     warm_start : FitResult, optional
@@ -333,8 +302,6 @@ def fit_mixture(
     checkpoint : object with ``load() -> EMState | None`` and ``save(EMState)``
         Saved after every pass; a fit started with a checkpoint that holds a state resumes
         from it and ends as if never interrupted.
-    reseed : bool
-        Re-seed collapsed components instead of failing (see :func:`advance_runs`).
     device : {"cpu", "cuda"}
         Where the EM passes compute (initialisation always runs on the CPU).
     """
@@ -367,8 +334,8 @@ def fit_mixture(
             if checkpoint is not None:
                 checkpoint.save(EMState(runs))
 
-        advance_runs(data, runs, tol=tol, max_iter=max_iter, reg_covar=reg_covar, split_every=split_every,
-                     device=device, reseed=reseed, on_iteration=after_iteration, on_pass=after_pass)
+        advance_runs(data, runs, family, tol=tol, max_iter=max_iter, split_every=split_every,
+                     device=device, on_iteration=after_iteration, on_pass=after_pass)
         best = best_run([run.result for run in runs])
     if checkpoint is not None:
         checkpoint.save(EMState(runs, finished=True))

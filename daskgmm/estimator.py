@@ -19,16 +19,18 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as _SklearnGaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import _check_feature_names, _check_n_features, check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .data import RowData, as_dask_rows, as_sample_weight, content_digest, feature_names
 from .engine import DEFAULT_SPLIT_EVERY, FitResult, fit_mixture, per_row_pass
+from .family import GaussianFamily
 from .init import DEFAULT_INIT_SAMPLE_SIZE, initial_parameters
 from .model_io import CheckpointFile, params_digest, save_model
 from .outputs import check_output
-from .params import GaussianParams, check_representable, information_criteria
+from .params import GaussianParams, check_representable, information_criteria, n_parameters
 from .reporting import Reporters, VerbosePrinter
 from .runtime import blas_threads_for
+from .validation import check_init_arrays
 
 
 class GaussianMixture(_SklearnGaussianMixture):
@@ -223,7 +225,9 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
                 f"but got n_components = {self.n_components}, "
                 f"n_samples = {n_samples}"
             )
-        self._check_parameters(X_rows, xp=np)
+        weights_init, means_init, precisions_init = check_init_arrays(
+            self.weights_init, self.means_init, self.precisions_init, self.covariance_type,
+            self.n_components, n_features)
         data = RowData(X_rows, as_sample_weight(sample_weight, X_rows), in_memory)
 
         warm_start = None
@@ -245,9 +249,9 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
                 init_params=self.init_params,
                 reg_covar=self.reg_covar,
                 random_state=random_state,
-                weights_init=self.weights_init,
-                means_init=self.means_init,
-                precisions_init=self.precisions_init,
+                weights_init=weights_init,
+                means_init=means_init,
+                precisions_init=precisions_init,
                 sample_size=self.init_sample_size,
                 split_every=self.split_every,
             )
@@ -258,13 +262,12 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
             n_init=self.n_init,
             tol=self.tol,
             max_iter=self.max_iter,
-            reg_covar=self.reg_covar,
+            family=GaussianFamily(self.reg_covar, data.dtype, reseed=self.reseed_collapsed),
             warm_start=warm_start,
             split_every=self.split_every,
             persist=self.persist,
             reporter=Reporters(VerbosePrinter(self.verbose, self.verbose_interval, 1 if warm_start else self.n_init), progress),
             checkpoint=self._checkpoint_file(data, warm_start),
-            reseed=self.reseed_collapsed,
             device=self.device,
         )
         if not result.converged and self.max_iter > 0:
@@ -343,14 +346,18 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         return rows, in_memory, names
 
     def _check_features(self, rows, names, *, reset):
-        """scikit-learn's checks (and, with ``reset``, attributes) of the number and names of features."""
-        _check_n_features(self, rows, reset=reset)
+        """scikit-learn's checks (and, with ``reset``, attributes) of the number and names of
+        features, through its public ``validate_data`` (the rows themselves are checked chunk
+        by chunk, never gathered here)."""
         if names is not None:
             import pandas as pd  # a DataFrame was given, so pandas is there
 
-            _check_feature_names(self, pd.DataFrame(columns=names), reset=reset)
-        else:
-            _check_feature_names(self, rows, reset=reset)
+            rows = pd.DataFrame(columns=names)  # names and count of the columns: all that is checked
+        validate_data(self, rows, reset=reset, skip_check_array=True)
+
+    def _n_parameters(self):
+        """Free parameters of the model (for BIC/AIC), as scikit-learn counts them."""
+        return n_parameters(self.n_components, self.means_.shape[1], self.covariance_type)
 
     def _rows_for_prediction(self, X):
         check_is_fitted(self)

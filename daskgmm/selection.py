@@ -23,10 +23,10 @@ from sklearn.utils import check_random_state
 from .data import RowData, as_dask_rows, as_sample_weight, feature_names
 from .engine import DEFAULT_SPLIT_EVERY, FitResult, advance_runs, place_data, statistics_pass_many
 from .estimator import GaussianMixture
+from .family import GaussianFamily
 from .fitted import fitted_estimator
 from .init import DEFAULT_INIT_SAMPLE_SIZE, draw_sample, finish_starts, start_for
-from .kernels import GaussianAssigner
-from .params import GaussianParams, information_criteria, n_parameters
+from .params import GaussianParams, information_criteria
 
 CRITERIA = ("bic", "aic")
 
@@ -222,22 +222,22 @@ def select_model(
         if c.error is None:
             c.result = FitResult(c.initial_params, -np.inf)
     # every candidate is a run of the engine's one loop; a failing M-step ends that candidate only
-    passes += advance_runs(data, [c for c in candidates if c.error is None], tol=tol, max_iter=max_iter,
-                           reg_covar=reg_covar, split_every=split_every, fail_soft=True)
+    family = GaussianFamily(reg_covar, data.dtype)
+    passes += advance_runs(data, [c for c in candidates if c.error is None], family, tol=tol, max_iter=max_iter,
+                           split_every=split_every, fail_soft=True)
 
     fitted = [c for c in candidates if c.error is None]
     if not fitted:
         raise ValueError("every candidate failed: " + "; ".join(sorted({c.error for c in candidates})))
     scores = statistics_pass_many(
-        data, [GaussianAssigner(c.result.params) for c in fitted],
+        data, [family.assigner(c.result.params) for c in fitted],
         [c.covariance_type for c in fitted], [c.n_components for c in fitted], split_every,
     )
     passes += 1
     for c, s in zip(fitted, scores):
         # weighted rows count as their weight (weight 2 = a duplicated row), as in GaussianMixture.bic
         c.log_likelihood = s.log_likelihood / s.weight_sum
-        c.bic, c.aic = information_criteria(c.log_likelihood, s.weight_sum,
-                                            n_parameters(c.n_components, data.n_features, c.covariance_type))
+        c.bic, c.aic = information_criteria(c.log_likelihood, s.weight_sum, family.n_parameters(c.result.params))
     settings = dict(tol=tol, reg_covar=reg_covar, max_iter=max_iter, random_state=random_state,
                     chunk_rows=chunk_rows, split_every=split_every, init_sample_size=init_sample_size,
                     persist=persist)

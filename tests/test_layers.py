@@ -7,13 +7,13 @@ import daskgmm
 
 # Lowest first. A module may import from any earlier layer, never from its own or a later one.
 LAYERS = [
-    {"stats", "runtime", "outputs", "cluster", "plot", "datasets", "reporting"},
+    {"stats", "runtime", "outputs", "cluster", "plot", "datasets", "reporting", "validation"},
     {"params"},
     {"blocks"},
     {"densities"},
     {"moments", "reference"},
     {"kernels"},
-    {"gpu", "io"},
+    {"gpu", "io", "family"},
     {"data"},
     {"engine"},
     {"init", "model_io"},

@@ -11,6 +11,7 @@ import pytest
 from daskgmm import GaussianMixture
 from daskgmm.data import RowData
 from daskgmm.engine import FitResult, Run, advance_runs, best_run
+from daskgmm.family import GaussianFamily
 from daskgmm.init import initial_parameters
 
 from conftest import counting_reads, make_data
@@ -55,9 +56,9 @@ def one_by_one(X, settings, starts):
     results = []
     for start in starts:
         run = Run(FitResult(start, -np.inf))
-        advance_runs(RowData(counting_reads(X, CHUNK_ROWS)[0], None, False), [run], tol=settings["tol"],
-                     max_iter=settings["max_iter"], reg_covar=settings["reg_covar"],
-                     reseed=settings.get("reseed_collapsed", False))
+        family = GaussianFamily(settings["reg_covar"], X.dtype, reseed=settings.get("reseed_collapsed", False))
+        advance_runs(RowData(counting_reads(X, CHUNK_ROWS)[0], None, False), [run], family,
+                     tol=settings["tol"], max_iter=settings["max_iter"])
         results.append(run.result)
     return results
 

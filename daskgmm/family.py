@@ -1,0 +1,86 @@
+"""Model families: what the EM loop (:func:`daskgmm.engine.advance_runs`) asks of a model.
+
+The loop knows runs, passes and convergence; a family knows its parameters. Per pass, the loop
+asks the family for each run's E-step (an *assigner*: the per-component log-density the chunk
+kernel evaluates, offsets included) and how many worst-explained rows to keep; after the pass,
+for the new parameters (the M-step) and the lower bound of the iteration. A family also counts
+its free parameters (BIC/AIC).
+
+:class:`GaussianFamily` is scikit-learn's ``GaussianMixture`` (maximum likelihood). A
+variational family (``BayesianGaussianMixture``) consumes the same chunk statistics: its
+E-step is the Gaussian log-density with other per-component offsets (an assigner of its own),
+its M-step and bound use the priors.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Protocol
+
+import numpy as np
+
+from .kernels import GaussianAssigner
+from .params import CollapsedComponentWarning, GaussianParams, m_step, n_parameters, reseed_collapsed
+from .stats import SufficientStats
+
+
+class ModelFamily(Protocol):
+    """What a model family supplies to the EM loop (parameters are the family's own type,
+    with ``covariance_type`` and ``n_components``)."""
+
+    def assigner(self, params):
+        """The E-step of ``params`` for the chunk kernel (``log_prob(block)`` per row and component)."""
+
+    def rows_to_track(self, params) -> int:
+        """How many worst-explained rows a pass keeps for this run (0: none)."""
+
+    def m_step(self, stats: SufficientStats, params, n_iter: int):
+        """New parameters from the pass's merged statistics; ValueError when there are none."""
+
+    def lower_bound(self, stats: SufficientStats, new_params) -> float:
+        """The iteration's lower bound (what convergence is judged on)."""
+
+    def n_parameters(self, params) -> int:
+        """Free parameters, for BIC/AIC."""
+
+
+class GaussianFamily:
+    """Gaussian mixtures fitted by maximum likelihood, as scikit-learn's ``GaussianMixture``.
+
+    Parameters
+    ----------
+    reg_covar : float
+        Added to the diagonal of every covariance.
+    data_dtype : dtype
+        The data's dtype (scikit-learn's ``10 * eps`` guard, float32 hints in errors).
+    reseed : bool
+        Components that collapse are re-seeded at the worst-explained rows of the pass (with a
+        :class:`~daskgmm.params.CollapsedComponentWarning`) instead of ending the run.
+    """
+
+    def __init__(self, reg_covar: float, data_dtype=np.float64, reseed: bool = False):
+        self.reg_covar, self.data_dtype, self.reseed = reg_covar, np.dtype(data_dtype), reseed
+
+    def assigner(self, params: GaussianParams) -> GaussianAssigner:
+        return GaussianAssigner(params)
+
+    def rows_to_track(self, params: GaussianParams) -> int:
+        return params.n_components if self.reseed else 0
+
+    def m_step(self, stats: SufficientStats, params: GaussianParams, n_iter: int) -> GaussianParams:
+        if self.reseed:
+            stats, reseeded = reseed_collapsed(stats, self.reg_covar, self.data_dtype)
+            if reseeded:
+                warnings.warn(
+                    f"Component(s) {reseeded} lost their points or became singular at iteration "
+                    f"{n_iter}; re-seeded at the worst-explained rows of that pass.",
+                    CollapsedComponentWarning,
+                )
+        return m_step(stats, self.reg_covar, self.data_dtype)
+
+    def lower_bound(self, stats: SufficientStats, new_params: GaussianParams) -> float:
+        # the mean log-likelihood of the parameters the pass ran with, as scikit-learn records it
+        return stats.log_likelihood / stats.weight_sum
+
+    def n_parameters(self, params: GaussianParams) -> int:
+        return n_parameters(params.n_components, params.n_features, params.covariance_type)
