@@ -1,11 +1,12 @@
 """The EM loop over a row-chunked Dask array. Knows Dask, not scikit-learn.
 
-One iteration is one pass: a task per chunk computes the log-likelihood under
-the current parameters and the statistics for the next M-step
-(:func:`daskgmm.kernels.chunk_statistics`); the statistics are merged in a
-tree of fan-in ``split_every``; the driver runs the M-step. The parameters
-enter the graph once per pass as a single key, so each worker receives them
-once, whatever the number of chunks.
+One loop (:func:`advance_runs`) serves every fit: a single run, ``n_init`` restarts,
+``select_model``'s candidates. One iteration is one pass for all runs still going: a task per
+chunk computes, for every run, the log-likelihood under its current parameters and the
+statistics for its next M-step (:func:`daskgmm.kernels.chunk_statistics_many`); the statistics
+are merged in a tree of fan-in ``split_every``; on the driver each run's model family
+(:mod:`daskgmm.family`) makes its M-step and lower bound. The models enter the graph once per
+pass as a single key, so each worker receives them once, whatever the number of chunks.
 """
 
 from __future__ import annotations

@@ -119,3 +119,41 @@ def test_restarts_with_reseeding_share_their_passes_and_give_the_one_by_one_resu
         np.testing.assert_array_equal(getattr(gmm, name + "_"), getattr(best.params, name))
     assert gmm.lower_bounds_ == best.lower_bounds
     assert len(reads) == init_reads + max(r.n_iter for r in results) * dx.numblocks[0]
+
+
+class KnownWeightsFamily(GaussianFamily):
+    """A model family the loop has never seen: mixing weights known in advance and kept fixed
+    (the M-step updates means and covariances only). It plugs in through the family seam alone."""
+
+    def __init__(self, weights, reg_covar):
+        super().__init__(reg_covar)
+        self.weights = np.asarray(weights, dtype=np.float64)
+
+    def m_step(self, stats, params, n_iter):
+        from dataclasses import replace
+
+        return replace(super().m_step(stats, params, n_iter), weights=self.weights)
+
+
+def test_a_new_model_family_plugs_into_the_loop_without_touching_it(X):
+    """EM with fixed weights is still EM: each iteration keeps the weights and never lowers the
+    likelihood; the restarts share their passes as any family's do."""
+    starts, _ = starts_and_init_reads(X, SETTINGS)
+    weights = np.full(4, 0.25)
+    family = KnownWeightsFamily(weights, SETTINGS["reg_covar"])
+    runs = [Run(FitResult(replace_weights(start, weights), -np.inf), index=i) for i, start in enumerate(starts)]
+    dx, reads = counting_reads(X, CHUNK_ROWS)
+    passes = advance_runs(RowData(dx, None, False), runs, family, tol=1e-6, max_iter=20)
+    assert len(reads) == passes * dx.numblocks[0] and passes == max(run.result.n_iter for run in runs)
+    for run in runs:
+        np.testing.assert_array_equal(run.result.params.weights, weights)
+        assert np.all(np.diff(run.result.lower_bounds) >= -1e-12)
+    assert len({run.result.lower_bound for run in runs}) == 3
+    free = GaussianMixture(4, **{k: v for k, v in SETTINGS.items() if k != "n_components"}).fit(X)
+    assert not np.allclose(free.weights_, weights, atol=1e-3)  # the data's own weights are not 1/4
+
+
+def replace_weights(params, weights):
+    from dataclasses import replace
+
+    return replace(params, weights=weights)
