@@ -78,6 +78,39 @@ class Progress:
         return f"{median} iteration, median of {len(self.pass_seconds)}"
 
 
+def say_what_runs(X, client, quiet, plan=None):
+    """The cluster, the data and (optionally) the plan, on stderr, before the long part starts."""
+    if quiet:
+        return
+    if client is not None:
+        click.echo(f"cluster: {len(client.scheduler_info()['workers'])} workers, "
+                   f"dashboard {client.dashboard_link}", err=True)
+    click.echo(f"data: {X.shape[0]:,} rows x {X.shape[1]} features ({X.dtype}), "
+               f"{X.nbytes / 2**20:,.1f} MiB in {X.numblocks[0]} chunks", err=True)
+    if plan:
+        click.echo(plan, err=True)
+
+
+class CandidatesProgress:
+    """``select``'s reporter: one line per EM pass, how many candidates still run."""
+
+    def __init__(self, count, tol, quiet=False):
+        self.count, self.tol, self.quiet = count, tol, quiet
+        self.iterated, self.finished, self.passes = 0, set(), 0
+
+    def iteration_end(self, index, n_iter, change, lower_bound):
+        self.iterated += 1
+        if abs(change) < self.tol:
+            self.finished.add(index)
+
+    def pass_end(self, seconds):
+        self.passes += 1
+        if not self.quiet:
+            click.echo(f"  EM pass {self.passes:>3}: {self.iterated} of {self.count} candidates still iterating, "
+                       f"{len(self.finished)} converged  {seconds:.2f} s", err=True)
+        self.iterated = 0
+
+
 def handle_errors(command):
     """One clear line and exit status 1 for any error, unless --debug."""
 
@@ -91,7 +124,8 @@ def handle_errors(command):
         except Exception as error:  # noqa: BLE001 - the CLI's last line of defence
             if debug:
                 raise
-            click.echo(f"daskgmm: error: {error}", err=True)
+            # errors that know the command line's words for what to do say it in them
+            click.echo(f"daskgmm: error: {getattr(error, 'command_line_message', error)}", err=True)
             sys.exit(1)
 
     return click.option("--debug", is_flag=True, help="Show the full traceback on errors.")(wrapper)
@@ -100,7 +134,7 @@ def handle_errors(command):
 def source_options(command):
     command = click.option("--dataset", help="Array inside a Zarr group or HDF5 file.")(command)
     command = click.option("--columns", help="Comma-separated Parquet/CSV columns to use.")(command)
-    command = click.option("--chunk-bytes", type=int, help="Target bytes per row chunk (default 128 MiB).")(command)
+    command = click.option("--chunk-bytes", type=click.IntRange(min=1), help="Target bytes per row chunk (default 128 MiB).")(command)
     command = click.option("--flatten", is_flag=True, help="Treat every leading dimension as samples (images).")(command)
     return command
 
@@ -115,6 +149,40 @@ def cluster_options(command):
     command = click.option("--local", "local_cluster", is_flag=True,
                            help="Start a local cluster on 127.0.0.1 (default: Dask's threaded scheduler).")(command)
     return command
+
+
+class CommandLineError(Exception):
+    """An error whose message is all the user needs (printed as one ``daskgmm: error:`` line)."""
+
+
+def existing_directory(path, what):
+    """``path`` if it is a directory; else one clear line naming what was expected there."""
+    from pathlib import Path
+
+    if not Path(path).exists():
+        raise CommandLineError(f"{what} directory {path} does not exist")
+    if not Path(path).is_dir():
+        raise CommandLineError(f"{path} is a file, not a {what} directory (as written by `daskgmm fit --out`)")
+    return path
+
+
+def parse_k_values(text):
+    """``-k`` of ``select``: "3:8" (both included), "1,2,4,8" or "5", as a sorted list of K >= 1."""
+    try:
+        if ":" in text:
+            low, high = (int(v) for v in text.split(":"))
+            if low > high:
+                raise click.BadParameter(f"{text}: the range is empty (K_MIN {low} > K_MAX {high}); "
+                                         f"did you mean {high}:{low}?", param_hint="'-k' / '--k-range'")
+            values = list(range(low, high + 1))
+        else:
+            values = sorted({int(v) for v in text.split(",")})
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: use K_MIN:K_MAX (1:10), a list (1,2,4,8) or one K (5)",
+                                 param_hint="'-k' / '--k-range'") from None
+    if values[0] < 1:
+        raise click.BadParameter(f"{text}: every K must be at least 1", param_hint="'-k' / '--k-range'")
+    return values
 
 
 def open_source(data, dataset, columns, chunk_bytes, flatten):
@@ -146,24 +214,57 @@ def peak_memory_mib(client):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="daskgmm")
-def main():
+def commands():
     """Gaussian mixture models fitted by EM on Dask, for data larger than memory."""
 
 
-@main.command(epilog=EXAMPLES_FIT)
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that what is running stops the same way (a checkpoint
+    keeps its last finished iteration)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def main(args=None):
+    """The ``daskgmm`` command: click's commands, with every usage error as one
+    ``daskgmm: error:`` line (exit status 2), Ctrl-C and SIGTERM as one line each (exit status
+    130 and 143)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return commands.main(args, prog_name="daskgmm", standalone_mode=False)
+    except click.UsageError as error:
+        where = error.ctx.command_path if error.ctx is not None else "daskgmm"
+        click.echo(f"daskgmm: error: {error.format_message()} (see '{where} --help')", err=True)
+        sys.exit(2)
+    except click.ClickException as error:
+        click.echo(f"daskgmm: error: {error.format_message()}", err=True)
+        sys.exit(error.exit_code)
+    except (click.Abort, KeyboardInterrupt) as error:
+        terminated = isinstance(error, Terminated) or isinstance(error.__cause__, Terminated)
+        click.echo(f"daskgmm: {'terminated (SIGTERM)' if terminated else 'interrupted'}", err=True)
+        sys.exit(143 if terminated else 130)
+
+
+@commands.command(epilog=EXAMPLES_FIT)
 @click.argument("data")
 @source_options
-@click.option("-k", "--n-components", type=int, default=1, show_default=True, help="Number of components.")
+@click.option("-k", "--n-components", type=click.IntRange(min=1), default=1, show_default=True, help="Number of components.")
 @click.option("--covariance-type", type=click.Choice(["full", "tied", "diag", "spherical"]), default="full", show_default=True)
-@click.option("--max-iter", type=int, default=100, show_default=True)
-@click.option("--tol", type=float, default=1e-3, show_default=True)
-@click.option("--reg-covar", type=float, default=1e-6, show_default=True)
+@click.option("--max-iter", type=click.IntRange(min=0), default=100, show_default=True)
+@click.option("--tol", type=click.FloatRange(min=0), default=1e-3, show_default=True)
+@click.option("--reg-covar", type=click.FloatRange(min=0), default=1e-6, show_default=True)
 @click.option("--init", "init_params", type=click.Choice(["kmeans", "k-means++", "random", "random_from_data"]),
               default="kmeans", show_default=True)
-@click.option("--n-init", type=int, default=1, show_default=True)
+@click.option("--n-init", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--random-state", type=int, default=None)
-@click.option("--persist", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
-              help="Keep the data in memory for the fit, or re-read them every iteration.")
+@click.option("--persist", type=click.Choice(["auto", "true", "false", "yes", "no"], case_sensitive=False),
+              default="auto", show_default=True,
+              help="Keep the data in memory for the fit (true), or re-read them every iteration (false); "
+                   "auto: keep them when they fit comfortably. Python: persist=True/False/'auto'.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="Compute the EM passes on the CPU or on a CUDA GPU (needs CuPy).")
 @cluster_options
@@ -191,17 +292,12 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
     if verbose:
         logging.basicConfig(level=logging.INFO, format="daskgmm: %(message)s")
     with cluster_context(scheduler, cluster_config, local_cluster) as client:
-        if client is not None and not quiet:
-            click.echo(f"cluster: {len(client.scheduler_info()['workers'])} workers, "
-                       f"dashboard {client.dashboard_link}", err=True)
         X = open_source(data, dataset, columns, chunk_bytes, flatten)
-        if not quiet:
-            click.echo(f"data: {X.shape[0]:,} rows x {X.shape[1]} features ({X.dtype}), "
-                       f"{X.nbytes / 2**20:,.1f} MiB in {X.numblocks[0]} chunks", err=True)
+        say_what_runs(X, client, quiet)
         gmm = GaussianMixture(
             n_components, covariance_type=covariance_type, max_iter=max_iter, tol=tol, reg_covar=reg_covar,
             init_params=init_params, n_init=n_init, random_state=random_state,
-            persist={"auto": "auto", "yes": True, "no": False}[persist], checkpoint=checkpoint, device=device,
+            persist={"auto": "auto", "true": True, "yes": True, "false": False, "no": False}[persist.lower()], checkpoint=checkpoint, device=device,
         )
         if not quiet:
             click.echo(f"EM: until the mean log-likelihood changes by less than {tol:g} in an iteration "
@@ -211,7 +307,13 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
         started = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            gmm.fit(X, progress=progress)
+            try:
+                gmm.fit(X, progress=progress)
+            except KeyboardInterrupt:
+                if checkpoint:
+                    click.echo(f"daskgmm: stopped. {checkpoint} holds every start up to its last finished "
+                               "iteration: run the same command again to resume from there.", err=True)
+                raise
         fit_seconds = time.perf_counter() - started
         bic, aic = information_criteria(gmm.score(X), X.shape[0], gmm._n_parameters())
         peaks = peak_memory_mib(client)
@@ -234,8 +336,8 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
         click.echo(f"model written to {out}")
 
 
-@main.command()
-@click.argument("model", type=click.Path(exists=True, file_okay=False))
+@commands.command()
+@click.argument("model")
 @click.argument("data")
 @source_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Zarr store for the result.")
@@ -255,7 +357,7 @@ def predict(model, data, dataset, columns, chunk_bytes, flatten, out, overwrite,
     from .outputs import check_output, mark_labels
 
     check_output(out, "labels", overwrite=overwrite, inputs=[data, ("the model", model)], what="--out")
-    gmm = load_model(model)
+    gmm = load_model(existing_directory(model, "model"))
     with cluster_context(scheduler, cluster_config, local_cluster):
         X = open_source(data, dataset, columns, chunk_bytes, flatten)
         result = gmm.predict_proba(X) if proba else gmm.predict(X)
@@ -264,8 +366,8 @@ def predict(model, data, dataset, columns, chunk_bytes, flatten, out, overwrite,
     click.echo(f"wrote {'probabilities' if proba else 'labels'} of {X.shape[0]:,} rows to {out}")
 
 
-@main.command()
-@click.argument("model", type=click.Path(exists=True, file_okay=False))
+@commands.command()
+@click.argument("model")
 @click.argument("data")
 @source_options
 @cluster_options
@@ -280,7 +382,7 @@ def score(model, data, dataset, columns, chunk_bytes, flatten, scheduler, cluste
     from .fitted import load_model
     from .params import information_criteria
 
-    gmm = load_model(model)
+    gmm = load_model(existing_directory(model, "model"))
     with cluster_context(scheduler, cluster_config, local_cluster):
         X = open_source(data, dataset, columns, chunk_bytes, flatten)
         mean = gmm.score(X)
@@ -289,51 +391,64 @@ def score(model, data, dataset, columns, chunk_bytes, flatten, scheduler, cluste
     click.echo(f"rows: {n}  mean log-likelihood: {mean:.6f}  BIC: {bic:.6g}  AIC: {aic:.6g}")
 
 
-@main.command()
-@click.argument("model", type=click.Path(exists=True, file_okay=False))
+@commands.command()
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON (for scripts).")
 @handle_errors
-def info(model):
-    """Describe a saved model.
+def info(model, as_json):
+    """Describe a saved model: size, fit settings, outcome, and every component's weight, mean and
+    spread (square roots of the covariance diagonal). Reads the files only (no scikit-learn, no Dask).
 
     \b
     Example:
       daskgmm info model/
+      daskgmm info model/ --json
     """
-    from .fitted import load_model
+    import json
 
-    gmm = load_model(model)
-    click.echo(f"{gmm.n_components} components, {gmm.covariance_type} covariances, "
-               f"{gmm.n_features_in_} features, {gmm._n_parameters()} free parameters")
-    click.echo(f"iterations: {gmm.n_iter_}, converged: {gmm.converged_}, "
-               f"mean log-likelihood: {gmm.lower_bound_:.6f}")
-    names = getattr(gmm, "feature_names_in_", None)
-    if names is not None:
-        click.echo("features: " + ", ".join(map(str, names)))
-    for k, (weight, mean) in enumerate(zip(gmm.weights_, gmm.means_)):
-        click.echo(f"  component {k}: weight {weight:.4f}  mean [" + ", ".join(f"{m:.4g}" for m in mean) + "]")
+    from .model_io import describe_model
+
+    description = describe_model(existing_directory(model, "model"))
+    if as_json:
+        click.echo(json.dumps(description, indent=2))
+        return
+    click.echo(f"{description['n_components']} components, {description['covariance_type']} covariances, "
+               f"{description['n_features']} features ({description['dtype']}), "
+               f"{description['n_parameters']} free parameters")
+    click.echo("fit settings: " + ", ".join(f"{name}={value}" for name, value in description["settings"].items()))
+    click.echo(f"iterations: {description['n_iter']}, converged: {description['converged']}, "
+               f"mean log-likelihood: {description['lower_bound']:.6f}")
+    if description["feature_names"] is not None:
+        click.echo("features: " + ", ".join(map(str, description["feature_names"])))
+    for k, component in enumerate(description["components"]):
+        click.echo(f"  component {k}: weight {component['weight']:.4f}  mean ["
+                   + ", ".join(f"{m:.4g}" for m in component["mean"]) + "]  spread ["
+                   + ", ".join(f"{v:.4g}" for v in component["spread"]) + "]")
 
 
-@main.command()
+@commands.command()
 @click.argument("data")
 @source_options
-@click.option("-k", "--k-range", default="1:10", show_default=True, help="K_MIN:K_MAX, both included.")
+@click.option("-k", "--k-range", default="1:10", show_default=True,
+              help="The K to try: K_MIN:K_MAX (both included), a list (1,2,4,8) or one K (5).")
 @click.option("--covariance-types", default="full,tied,diag,spherical", show_default=True)
 @click.option("--criterion", type=click.Choice(["bic", "aic"]), default="bic", show_default=True)
-@click.option("--n-init", type=int, default=1, show_default=True, help="Restarts per K, type and init method.")
+@click.option("--n-init", type=click.IntRange(min=1), default=1, show_default=True, help="Restarts per K, type and init method.")
 @click.option("--init", "init_params", default="kmeans", show_default=True,
               help="Init method, or several separated by commas (each starts its own candidates): "
                    "kmeans, k-means++, random, random_from_data.")
-@click.option("--max-iter", type=int, default=100, show_default=True)
-@click.option("--tol", type=float, default=1e-3, show_default=True)
+@click.option("--max-iter", type=click.IntRange(min=0), default=100, show_default=True)
+@click.option("--tol", type=click.FloatRange(min=0), default=1e-3, show_default=True)
 @click.option("--random-state", type=int, default=None)
 @cluster_options
 @click.option("--out", type=click.Path(file_okay=False), help="Write the best model to this directory.")
 @click.option("--table", "table_path", type=click.Path(dir_okay=False), help="Write the table as CSV.")
 @overwrite_option
+@click.option("-q", "--quiet", is_flag=True, help="Only the table and the choice.")
 @handle_errors
 def select(data, dataset, columns, chunk_bytes, flatten, k_range, covariance_types, criterion, n_init,
            init_params, max_iter, tol, random_state, scheduler, cluster_config, local_cluster, out, table_path,
-           overwrite):
+           overwrite, quiet):
     """Fit every K and covariance type in shared passes and keep the lowest BIC (or AIC).
 
     \b
@@ -349,22 +464,19 @@ def select(data, dataset, columns, chunk_bytes, flatten, k_range, covariance_typ
     if table_path:
         check_output(table_path, "table", overwrite=overwrite,
                      inputs=[data] + ([("the --out", out)] if out else []), what="--table")
-    try:
-        k_min, k_max = (int(v) for v in k_range.split(":"))
-    except ValueError:
-        raise click.BadParameter("use K_MIN:K_MAX, e.g. 1:10", param_hint="--k-range") from None
-    with cluster_context(scheduler, cluster_config, local_cluster):
+    ks = parse_k_values(k_range)
+    types, methods = covariance_types.split(","), init_params.split(",")
+    with cluster_context(scheduler, cluster_config, local_cluster) as client:
         X = open_source(data, dataset, columns, chunk_bytes, flatten)
+        count = len(ks) * len(types) * len(methods) * n_init
+        say_what_runs(X, client, quiet, f"{count} candidates (K {ks[0]}..{ks[-1]} x {len(types)} covariance "
+                                         f"types x {len(methods)} init methods x {n_init} restarts) in shared passes")
         started = time.perf_counter()
-        result = select_model(X, range(k_min, k_max + 1), tuple(covariance_types.split(",")),
-                              criterion=criterion, n_init=n_init, init_params=tuple(init_params.split(",")),
-                              max_iter=max_iter, tol=tol, random_state=random_state)
+        result = select_model(X, ks, tuple(types), criterion=criterion, n_init=n_init, init_params=tuple(methods),
+                              max_iter=max_iter, tol=tol, random_state=random_state,
+                              progress=CandidatesProgress(count, tol, quiet))
         seconds = time.perf_counter() - started
-    click.echo(f"{'K':>3} {'covariance':>10} {'init':>16} {'restart':>7} {'BIC':>14} {'AIC':>14} {'iterations':>10}")
-    for row in result.table:
-        click.echo(f"{row['n_components']:>3} {row['covariance_type']:>10} {row['init_params']:>16} {row['restart']:>7} "
-                   f"{row['bic']:>14.6g} {row['aic']:>14.6g} {row['n_iter']:>10}"
-                   + (f"  failed: {row['error']}" if row["error"] else ""))
+    click.echo(result.format_table())
     best = result.best_estimator_
     click.echo(f"best by {criterion.upper()}: K={best.n_components}, {best.covariance_type}; "
                f"{len(result.candidates)} candidates in {result.passes} reads of the data, {seconds:.1f} s")
@@ -380,7 +492,7 @@ def select(data, dataset, columns, chunk_bytes, flatten, k_range, covariance_typ
         click.echo(f"best model written to {out}")
 
 
-@main.command(context_settings={"ignore_unknown_options": True}, add_help_option=False)
+@commands.command(context_settings={"ignore_unknown_options": True}, add_help_option=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def demo(args):
     """The main job on a local cluster (see `daskgmm demo --help`)."""

@@ -188,6 +188,16 @@ def create_cluster(config: ClusterConfig):
     return cluster
 
 
+def connect_timeout_s() -> float:
+    """How long to wait for a scheduler: Dask's connect time-out (config
+    ``distributed.comm.timeouts.connect``, e.g. ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=5s``),
+    at most 10 s, so that a wrong address is said within seconds, not after half a minute."""
+    import dask
+    from dask.utils import parse_timedelta
+
+    return min(10.0, parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), default="s"))
+
+
 @contextmanager
 def connect(target=None):
     """A ``distributed.Client`` for ``target``, closed (with its cluster) on exit.
@@ -202,7 +212,16 @@ def connect(target=None):
     from distributed import Client
 
     if isinstance(target, str) and "://" in target:
-        with Client(target) as client:
+        timeout = connect_timeout_s()
+        try:
+            client = Client(target, timeout=timeout)
+        except OSError as error:  # distributed's TimeoutError is an OSError
+            raise ConnectionError(
+                f"no Dask scheduler answered at {target} within {timeout:g} s ({type(error).__name__}). "
+                "Is it running, and is the address (protocol, host, port) right? A tls:// scheduler needs "
+                "--cluster-config with its certificates."
+            ) from None
+        with client:
             yield client
         return
     config = load_config(target) if target is not None else ClusterConfig("local", {"n_workers": 2, "threads_per_worker": 1})

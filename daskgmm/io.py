@@ -11,6 +11,7 @@ they work unchanged in worker processes.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import dask.array as da
@@ -24,7 +25,19 @@ TABLE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 
 
 class SourceError(ValueError):
-    """A data source cannot be opened as a 2-D numeric array (the message says why and what to do)."""
+    """A data source cannot be opened as a 2-D numeric array (the message says why and what to do).
+
+    Messages name ``open_array``'s keywords (``dataset=``, ``columns=``, ``flatten=True``);
+    :attr:`command_line_message` names the command line's options instead."""
+
+    KEYWORD_TO_OPTION = {"dataset=": "--dataset", "columns=": "--columns", "flatten=True": "--flatten"}
+
+    @property
+    def command_line_message(self) -> str:
+        message = str(self)
+        for keyword, option in self.KEYWORD_TO_OPTION.items():
+            message = re.sub(rf"\b[Pp]ass {re.escape(keyword)}", lambda m: m.group(0)[:5] + option, message)
+        return message
 
 
 # --------------------------------------------------------------------- readers

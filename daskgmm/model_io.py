@@ -115,6 +115,42 @@ def save_model(estimator, path):
     write_directory(path, metadata, {name: getattr(estimator, name) for name in ARRAYS})
 
 
+def describe_model(path) -> dict:
+    """What a saved model holds, as plain Python values (``daskgmm info``): read from its files
+    alone, without building an estimator (no scikit-learn import, so it answers at once)."""
+    from .params import n_parameters
+
+    metadata, arrays = read_directory(path)
+    try:
+        params, attributes = metadata["params"], metadata["attributes"]
+        means, covariances, weights = arrays["means_"], arrays["covariances_"], arrays["weights_"]
+        k, d = means.shape
+        covariance_type = params["covariance_type"]
+        variances = {"full": lambda: np.diagonal(covariances, axis1=1, axis2=2),
+                     "tied": lambda: np.broadcast_to(np.diagonal(covariances), (k, d)),
+                     "diag": lambda: covariances,
+                     "spherical": lambda: np.broadcast_to(covariances[:, None], (k, d))}[covariance_type]()
+        settings = ("tol", "reg_covar", "max_iter", "n_init", "init_params", "random_state", "init_sample_size")
+        return {
+            "path": str(path),
+            "n_components": int(k),
+            "covariance_type": covariance_type,
+            "n_features": int(d),
+            "dtype": str(means.dtype),
+            "n_parameters": n_parameters(k, d, covariance_type),
+            "settings": {name: params.get(name) for name in settings if name in params},
+            "n_iter": attributes["n_iter_"],
+            "converged": attributes["converged_"],
+            "lower_bound": attributes["lower_bound_"],
+            "feature_names": metadata.get("feature_names_in_"),
+            "daskgmm_version": metadata.get("daskgmm_version"),
+            "components": [{"weight": float(weights[j]), "mean": means[j].tolist(),
+                            "spread": np.sqrt(variances[j]).tolist()} for j in range(k)],
+        }
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        raise ModelFileError(f"{path}: inconsistent model file ({error!r}).") from None
+
+
 def _installed_version(version, not_found):
     try:
         return version("daskgmm")

@@ -27,6 +27,7 @@ from .family import GaussianFamily
 from .fitted import fitted_estimator
 from .init import DEFAULT_INIT_SAMPLE_SIZE, draw_sample, finish_starts, start_for
 from .params import GaussianParams, information_criteria
+from .reporting import Reporters
 
 CRITERIA = ("bic", "aic")
 
@@ -47,7 +48,7 @@ class Candidate:
     aic: float = np.nan
 
 
-@dataclass
+@dataclass(repr=False)
 class SelectionResult:
     """The outcome of :func:`select_model`.
 
@@ -97,6 +98,48 @@ class SelectionResult:
                                 n_components=chosen.n_components, covariance_type=chosen.covariance_type,
                                 init_params=chosen.init_params, **self.settings)
 
+    def _chosen_row(self):
+        fitted = [i for i, c in enumerate(self.candidates) if c.error is None]
+        return min(fitted, key=lambda i: getattr(self.candidates[i], self.criterion))
+
+    def format_table(self) -> str:
+        """The table as text, one row per candidate; the chosen one marked ``*``. BIC and AIC are
+        printed to one decimal so that close candidates can be told apart."""
+        chosen = self._chosen_row()
+        lines = [f"  {'K':>3} {'covariance':>10} {'init':>16} {'restart':>7} {'BIC':>16} {'AIC':>16} "
+                 f"{'iterations':>10}"]
+        for i, row in enumerate(self.table):
+            lines.append(f"{'*' if i == chosen else ' '} {row['n_components']:>3} {row['covariance_type']:>10} "
+                         f"{row['init_params']:>16} {row['restart']:>7} {row['bic']:>16,.1f} {row['aic']:>16,.1f} "
+                         f"{row['n_iter']:>10}" + (f"  failed: {row['error']}" if row["error"] else ""))
+        return "\n".join(lines)
+
+    def __repr__(self):
+        best = self.best_estimator_
+        return (f"SelectionResult({len(self.candidates)} candidates, {self.passes} reads of the data; "
+                f"best by {self.criterion.upper()}: K={best.n_components}, {best.covariance_type})")
+
+    def __str__(self):
+        return repr(self) + "\n" + self.format_table()
+
+    def _repr_html_(self):
+        """The table in a notebook, the chosen row in bold."""
+        from html import escape
+
+        chosen = self._chosen_row()
+        columns = ["n_components", "covariance_type", "init_params", "restart", "bic", "aic", "log_likelihood",
+                   "n_iter", "converged", "error"]
+
+        def cell(value):
+            text = f"{value:,.1f}" if isinstance(value, float) and abs(value) >= 1 else str(value)
+            return f"<td>{escape(text)}</td>"
+
+        bold = ' style="font-weight:bold"'
+        rows = "".join(f"<tr{bold if i == chosen else ''}>" + "".join(cell(row[c]) for c in columns) + "</tr>"
+                       for i, row in enumerate(self.table))
+        header = "".join(f"<th>{c}</th>" for c in columns)
+        return f"<p>{escape(repr(self))}</p><table><tr>{header}</tr>{rows}</table>"
+
     def to_frame(self):
         """The table as a pandas DataFrame (needs pandas)."""
         import pandas as pd
@@ -116,8 +159,9 @@ class SelectionResult:
                 if r["n_components"] not in best or r[self.criterion] < best[r["n_components"]][self.criterion]:
                     best[r["n_components"]] = r
             ks = sorted(best)
-            ax.plot(ks, [best[k]["bic"] for k in ks], marker="o", label=f"{covariance_type} BIC")
-            ax.plot(ks, [best[k]["aic"] for k in ks], marker="x", linestyle="--", label=f"{covariance_type} AIC")
+            (line,) = ax.plot(ks, [best[k]["bic"] for k in ks], marker="o", label=f"{covariance_type} BIC")
+            ax.plot(ks, [best[k]["aic"] for k in ks], marker="x", linestyle="--", color=line.get_color(),
+                    label=f"{covariance_type} AIC")
         chosen = self.best_estimator_
         ax.axvline(chosen.n_components, color="grey", linewidth=0.8)
         ax.set_xlabel("number of components K")
@@ -165,6 +209,7 @@ def select_model(
     chunk_rows=None,
     split_every=DEFAULT_SPLIT_EVERY,
     persist="auto",
+    progress=None,
 ) -> SelectionResult:
     """Fit every (K, covariance type, restart) candidate in shared passes; keep the best.
 
@@ -188,6 +233,9 @@ def select_model(
     split_every, persist
         As for :class:`daskgmm.GaussianMixture`.
     sample_weight : array-like or dask array, optional
+    progress : object, optional
+        Told ``iteration_end(i, n_iter, change, lower_bound)`` for candidate ``i`` (in the
+        table's order) and ``pass_end(seconds)`` after every EM pass; methods it lacks are skipped.
 
     Returns
     -------
@@ -223,8 +271,13 @@ def select_model(
             c.result = FitResult(c.initial_params, -np.inf)
     # every candidate is a run of the engine's one loop; a failing M-step ends that candidate only
     family = GaussianFamily(reg_covar, data.dtype)
-    passes += advance_runs(data, [c for c in candidates if c.error is None], family, tol=tol, max_iter=max_iter,
-                           split_every=split_every, fail_soft=True)
+    reporter = Reporters(progress)
+    number = {id(c): i for i, c in enumerate(candidates)}
+    passes += advance_runs(
+        data, [c for c in candidates if c.error is None], family, tol=tol, max_iter=max_iter,
+        split_every=split_every, fail_soft=True, on_pass=reporter.pass_end,
+        on_iteration=lambda c, change: reporter.iteration_end(number[id(c)], c.result.n_iter, change,
+                                                              c.result.lower_bound))
 
     fitted = [c for c in candidates if c.error is None]
     if not fitted:

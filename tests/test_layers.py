@@ -22,6 +22,7 @@ LAYERS = [
     {"selection"},
     {"demo"},
     {"cli", "__init__"},
+    {"__main__"},
 ]
 RANK = {name: rank for rank, layer in enumerate(LAYERS) for name in layer}
 PACKAGE = Path(daskgmm.__file__).parent

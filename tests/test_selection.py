@@ -54,6 +54,15 @@ def test_bic_picks_the_four_stretched_clusters(stretched):
     frame = result.to_frame()
     assert list(frame.columns[:6]) == ["n_components", "covariance_type", "init_params", "restart", "bic", "aic"]
     assert len(frame) == 8 * 4 * 2
+    # what a notebook or print shows: one line, or the table with the choice marked, not a dataclass dump
+    assert repr(result) == (f"SelectionResult(64 candidates, {result.passes} reads of the data; "
+                            "best by BIC: K=4, full)")
+    text = str(result).splitlines()
+    assert len(text) == 2 + 64 and sum(line.startswith("*") for line in text) == 1
+    chosen = next(line for line in text if line.startswith("*")).split()
+    assert chosen[1:3] == ["4", "full"] and float(chosen[5].replace(",", "")) == pytest.approx(best.bic(stretched), abs=0.06)
+    html = result._repr_html_()
+    assert html.count("<tr") == 65 and html.count("font-weight:bold") == 1 and len(html) < 20_000
 
 
 def test_plot_draws_both_criteria(stretched, tmp_path):
@@ -65,6 +74,8 @@ def test_plot_draws_both_criteria(stretched, tmp_path):
     ax.figure.savefig(tmp_path / "bic.png")
     assert (tmp_path / "bic.png").stat().st_size > 1000
     assert len(ax.lines) == 2 * 2 + 1
+    # each covariance type's BIC and AIC lines share a colour
+    assert ax.lines[0].get_color() == ax.lines[1].get_color() != ax.lines[2].get_color() == ax.lines[3].get_color()
 
 
 def test_bad_arguments_are_refused(stretched):

@@ -1,0 +1,5 @@
+"""``python -m daskgmm``: the ``daskgmm`` command."""
+
+from .cli import main
+
+main()
