@@ -492,6 +492,42 @@ def select(data, dataset, columns, chunk_bytes, flatten, k_range, covariance_typ
         click.echo(f"best model written to {out}")
 
 
+@commands.command()
+@click.argument("config")
+@handle_errors
+def cluster(config):
+    """Check a cluster config and show what it would start, starting nothing (a dry run).
+
+    Needs neither the certificates nor a scheduler: for slurm and pbs it prints the batch job
+    script, and it names whatever is missing to really start it (a package, a TLS file).
+
+    \b
+    Example:
+      daskgmm cluster cluster_configs/slurm.yaml
+    """
+    from .cluster import dry_run, load_config
+
+    click.echo(dry_run(load_config(config)))
+
+
+@commands.command()
+@click.argument("folder", default="~/.daskgmm/tls")
+@handle_errors
+def certificates(folder):
+    """Make a private CA and a certificate it signs in FOLDER (default ~/.daskgmm/tls, the folder
+    cluster_configs/ name), for TLS between client, scheduler and workers. Replaces nothing.
+
+    \b
+    Example:
+      daskgmm certificates                 # then copy ~/.daskgmm/tls to every host of the cluster
+    """
+    from .certificates import make_certificates
+
+    written = make_certificates(folder)
+    click.echo(f"wrote {', '.join(str(path) for path in written)}")
+    click.echo("Keep the keys private (mode 0600); copy the folder to every host that runs workers.")
+
+
 @commands.command(context_settings={"ignore_unknown_options": True}, add_help_option=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def demo(args):

@@ -158,23 +158,97 @@ def _cluster_class(kind):
     return getattr(module, class_name)
 
 
-def make_security(config: ClusterConfig):
-    """The ``distributed.Security`` of a config, or None."""
-    if not config.security:
-        return None
+def security_files(config: ClusterConfig) -> dict:
+    """The TLS files a config names: ``{option: expanded path}``."""
     import os
 
+    return {key: os.path.expanduser(value) for key, value in (config.security or {}).items()
+            if key.startswith("tls_") and isinstance(value, str)}
+
+
+def missing_security_files(config: ClusterConfig) -> dict:
+    """``{path: [options naming it]}`` for the TLS files that do not exist."""
+    missing = {}
+    for key, path in security_files(config).items():
+        if not Path(path).is_file():
+            missing.setdefault(path, []).append(key)
+    return missing
+
+
+def _describe_missing(missing: dict) -> str:
+    return ", ".join(f"{path} ({', '.join(keys)})" for path, keys in missing.items())
+
+
+def missing_packages(config: ClusterConfig) -> list:
+    """What must be installed to start ``config``, as messages (empty: nothing)."""
+    import importlib.util
+
+    module_name = CLUSTER_CLASSES[config.type][0]
+    needed = {"ssh": ("asyncssh", "ssh")}.get(config.type)  # SSHCluster imports asyncssh only when it starts
+    if needed is None and module_name in EXTRAS:
+        needed = (module_name.split(".")[0], EXTRAS[module_name])
+    if needed is None or importlib.util.find_spec(needed[0]) is not None:
+        return []
+    return [f"cluster type {config.type} needs {needed[0]}: pip install 'daskgmm[{needed[1]}]'."]
+
+
+def make_security(config: ClusterConfig):
+    """The ``distributed.Security`` of a config, or None; a named TLS file that does not exist is
+    an error naming it (and how to make certificates), before anything starts."""
+    if not config.security:
+        return None
     from distributed import Security
 
-    options = {
-        key: os.path.expanduser(value) if isinstance(value, str) else value
-        for key, value in config.security.items()
-    }
-    return Security(**options)
+    missing = missing_security_files(config)
+    if missing:
+        raise ClusterConfigError(
+            f"{config.source}: TLS file(s) missing: {_describe_missing(missing)}. Make a private CA and "
+            f"certificate with `daskgmm certificates {Path(next(iter(missing))).parent}` (then copy that "
+            "folder to every host that runs workers), or point security: at your own."
+        )
+    return Security(**{**config.security, **security_files(config)})
+
+
+def dry_run(config: ClusterConfig) -> str:
+    """What starting ``config`` would do, without starting it or needing its certificates or
+    network: the batch job script for slurm/pbs (rendered with a scheduler on 127.0.0.1, which
+    stops at once), the class and options otherwise; plus what is missing to really start it."""
+    notes = [f"missing: {message}" for message in missing_packages(config)]
+    missing = missing_security_files(config)
+    if missing:
+        notes.append(f"missing TLS file(s): {_describe_missing(missing)}; make them with "
+                     f"`daskgmm certificates {Path(next(iter(missing))).parent}`")
+    module_name, class_name = CLUSTER_CLASSES[config.type]
+    lines = [f"# {config.source}: cluster type {config.type} ({module_name}.{class_name})"]
+    if config.type in ("slurm", "pbs") and not any(note.startswith("missing: ") for note in notes):
+        rendered = ClusterConfig(config.type, dict(config.cluster), {}, None if missing else config.security,
+                                 config.source)
+        rendered.cluster.pop("interface", None)
+        rendered.cluster["scheduler_options"] = {**rendered.cluster.get("scheduler_options", {}),
+                                                 "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}
+        cluster = create_cluster(rendered)
+        try:
+            script = cluster.job_script()
+        finally:
+            cluster.close()
+        lines.append("# the job script, with the scheduler address it would have on this machine"
+                     + (config.cluster.get("interface") and f" (there: interface {config.cluster['interface']})" or ""))
+        if missing:
+            lines.append("# (without the TLS options: the certificates do not exist yet)")
+        lines.append(script)
+    else:
+        lines += [f"#   {key}: {value}" for key, value in config.options().items()]
+    if config.scale:
+        lines.append(f"# then scale({', '.join(f'{k}={v}' for k, v in config.scale.items())})")
+    lines += [f"# {note}" for note in notes] or ["# ready to start: nothing is missing"]
+    return "\n".join(lines)
 
 
 def create_cluster(config: ClusterConfig):
     """Start the cluster a config describes (and scale it if asked)."""
+    missing = missing_packages(config)
+    if missing:
+        raise ClusterConfigError(missing[0])
     cls = _cluster_class(config.type)
     options = config.options()
     security = make_security(config)

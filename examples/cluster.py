@@ -3,7 +3,8 @@
 Run, on the cluster's login node (``pip install 'daskgmm[jobqueue]'``):
 
     python examples/cluster.py --config cluster_configs/slurm.yaml --data /shared/frames.zarr
-    python examples/cluster.py --config cluster_configs/slurm.yaml --dry-run   # show the job script only
+    python examples/cluster.py --config cluster_configs/slurm.yaml --dry-run   # starts nothing
+    daskgmm certificates        # the TLS files the configs name, in ~/.daskgmm/tls (once)
 
 and on a laptop, with the same code: ``--config cluster_configs/local.yaml``.
 
@@ -20,20 +21,11 @@ walltime resume where it stopped.
 import argparse
 import shutil
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from daskgmm import GaussianMixture, open_array
-from daskgmm.cluster import connect, create_cluster, load_config
-
-
-def show_job_script(config):
-    """What would be submitted, without submitting anything."""
-    config.scale = {}
-    cluster = create_cluster(config)
-    try:
-        print(cluster.job_script())
-    finally:
-        cluster.close()
+from daskgmm.cluster import ClusterConfigError, connect, dry_run, load_config
 
 
 def example_data(folder):
@@ -55,18 +47,26 @@ def main():
     parser.add_argument("--covariance-type", default="full")
     parser.add_argument("--workers", type=int, default=1, help="wait for this many workers before fitting")
     parser.add_argument("--out", default="data", help="folder for the model and its checkpoint")
-    parser.add_argument("--dry-run", action="store_true", help="print the batch job script and stop")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="show what would start (the batch job script) and what is missing; start nothing")
     args = parser.parse_args()
 
-    config = load_config(args.config)
+    try:
+        config = load_config(args.config)
+    except (ClusterConfigError, FileNotFoundError) as error:
+        raise SystemExit(f"cluster.py: {error}") from None
     if args.dry_run:
-        show_job_script(config)
+        print(dry_run(config))  # what would start (the job script), and what is missing
         return
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
     source = args.data or example_data(folder)
 
-    with connect(args.config) as client:
+    with ExitStack() as stack:
+        try:
+            client = stack.enter_context(connect(args.config))
+        except (ClusterConfigError, OSError) as error:  # a missing certificate or package, a scheduler that did not start
+            raise SystemExit(f"cluster.py: {error}") from None
         print(f"{config.type} cluster from {args.config}; dashboard: {client.dashboard_link}")
         client.wait_for_workers(args.workers, timeout=600)  # batch jobs may queue for a while
         print(f"{len(client.scheduler_info()['workers'])} workers")
