@@ -16,6 +16,8 @@ from contextlib import nullcontext
 import click
 import numpy as np
 
+from .reporting import TextProgress
+
 EXAMPLES_FIT = """
 \b
 Examples:
@@ -23,59 +25,6 @@ Examples:
   daskgmm fit features.h5 --dataset mfcc -k 32 --cluster-config cluster_configs/slurm.yaml --out model/
   daskgmm fit table/ --columns r,g,b -k 5 --scheduler tcp://10.0.0.5:8786 --checkpoint ck/ --out model/
 """
-
-
-class Progress:
-    """Engine reporter: one line per EM pass with each running start's mean log-likelihood and
-    its change against ``tol`` (the convergence test), and the pass's time."""
-
-    def __init__(self, tol, n_init, quiet=False):
-        self.tol, self.several, self.quiet = tol, n_init > 1, quiet
-        self.pass_seconds, self.latest, self.ended = [], {}, {}
-
-    def init_begin(self, init_index):
-        pass
-
-    def iteration_end(self, init_index, n_iter, change, lower_bound):
-        self.latest[init_index] = (n_iter, change, lower_bound)
-
-    def init_end(self, init_index, lower_bound, converged):
-        self.ended[init_index] = (lower_bound, converged)
-
-    def pass_end(self, seconds):
-        self.pass_seconds.append(seconds)
-        if self.quiet or not self.latest:
-            return
-        n_iter = max(n for n, _, _ in self.latest.values())
-        if self.several:
-            best = max(self.latest, key=lambda i: self.latest[i][2])
-            running = [i for i in self.latest if i not in self.ended]
-            change = max((abs(self.latest[i][1]) for i in running), default=0.0)
-            state = (f"largest change {change:.2e} (tol {self.tol:g}), {len(running)} of "
-                     f"{len(self.latest)} starts still running") if running else "all converged or done"
-            line = f"best mean log-likelihood {self.latest[best][2]: .6f} (start {best + 1}), {state}"
-        else:
-            (_, change, lower_bound), = self.latest.values()
-            state = "converged" if self.ended.get(0, (0, False))[1] else f"change {change:.2e} (tol {self.tol:g})"
-            line = f"mean log-likelihood {lower_bound: .6f}  {state}"
-        self.latest.clear()
-        click.echo(f"  iteration {n_iter:>3}  {line}  {seconds:.2f} s", err=True)
-
-    def winner(self):
-        """Which start the fit keeps (scikit-learn's rule: the first with the largest lower
-        bound), or None for a single start."""
-        if not (self.several and self.ended):
-            return None
-        best = max(sorted(self.ended), key=lambda i: self.ended[i][0])
-        return f"best of {len(self.ended)} starts: start {best + 1}"
-
-    def pass_time(self):
-        if not self.pass_seconds:
-            return "no EM pass ran"
-        median = f"{np.median(self.pass_seconds):.3f} s per"
-        if self.several:
-            return f"{median} pass, median of {len(self.pass_seconds)} (the starts share each pass)"
-        return f"{median} iteration, median of {len(self.pass_seconds)}"
 
 
 def say_what_runs(X, client, quiet, plan=None):
@@ -185,11 +134,13 @@ def parse_k_values(text):
     return values
 
 
-def open_source(data, dataset, columns, chunk_bytes, flatten):
-    from .io import open_array
+def open_source(data, dataset, columns, chunk_bytes, flatten, with_sample_shape=False):
+    """The data as rows (and, if asked, the samples' shape before --flatten, e.g. an image's (H, W))."""
+    from .io import open_samples
 
-    return open_array(data, dataset=dataset, columns=columns.split(",") if columns else None,
-                      chunk_bytes=chunk_bytes, flatten=flatten)
+    rows, sample_shape = open_samples(data, dataset=dataset, columns=columns.split(",") if columns else None,
+                                      chunk_bytes=chunk_bytes, flatten=flatten)
+    return (rows, sample_shape) if with_sample_shape else rows
 
 
 def cluster_context(scheduler, cluster_config, local_cluster):
@@ -303,7 +254,7 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
             click.echo(f"EM: until the mean log-likelihood changes by less than {tol:g} in an iteration "
                        f"(at most {max_iter})" + (f", {n_init} starts advancing together" if n_init > 1 else ""),
                        err=True)
-        progress = Progress(tol, n_init, quiet)
+        progress = TextProgress(tol, n_init, write=None if quiet else lambda line: click.echo(line, err=True))
         started = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -344,10 +295,14 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
 @overwrite_option
 @click.option("--proba", is_flag=True, help="Write probabilities (n x K) instead of labels.")
 @cluster_options
+@click.option("-q", "--quiet", is_flag=True, help="Only the closing line.")
 @handle_errors
 def predict(model, data, dataset, columns, chunk_bytes, flatten, out, overwrite, proba, scheduler, cluster_config,
-            local_cluster):
+            local_cluster, quiet):
     """Write the labels (or probabilities) of every row of DATA to a Zarr store, chunk by chunk.
+
+    Labels are stored in the smallest integer type that holds K; with --flatten they keep the
+    samples' shape (an H x W x C image gives H x W labels, or H x W x K probabilities).
 
     \b
     Example:
@@ -358,12 +313,18 @@ def predict(model, data, dataset, columns, chunk_bytes, flatten, out, overwrite,
 
     check_output(out, "labels", overwrite=overwrite, inputs=[data, ("the model", model)], what="--out")
     gmm = load_model(existing_directory(model, "model"))
-    with cluster_context(scheduler, cluster_config, local_cluster):
-        X = open_source(data, dataset, columns, chunk_bytes, flatten)
-        result = gmm.predict_proba(X) if proba else gmm.predict(X)
+    with cluster_context(scheduler, cluster_config, local_cluster) as client:
+        X, sample_shape = open_source(data, dataset, columns, chunk_bytes, flatten, with_sample_shape=True)
+        say_what_runs(X, client, quiet)
+        started = time.perf_counter()
+        if proba:
+            result = gmm.predict_proba(X).reshape(sample_shape + (gmm.n_components,))
+        else:
+            result = gmm.predict(X).astype(np.min_scalar_type(gmm.n_components - 1)).reshape(sample_shape)
         result.to_zarr(out, overwrite=True)
         mark_labels(out, "probabilities" if proba else "labels", model=model, data=data)
-    click.echo(f"wrote {'probabilities' if proba else 'labels'} of {X.shape[0]:,} rows to {out}")
+    click.echo(f"wrote {'probabilities' if proba else 'labels'} of {X.shape[0]:,} rows to {out} "
+               f"(shape {result.shape}, {result.dtype}) in {time.perf_counter() - started:.1f} s")
 
 
 @commands.command()
@@ -371,8 +332,9 @@ def predict(model, data, dataset, columns, chunk_bytes, flatten, out, overwrite,
 @click.argument("data")
 @source_options
 @cluster_options
+@click.option("-q", "--quiet", is_flag=True, help="Only the result line.")
 @handle_errors
-def score(model, data, dataset, columns, chunk_bytes, flatten, scheduler, cluster_config, local_cluster):
+def score(model, data, dataset, columns, chunk_bytes, flatten, scheduler, cluster_config, local_cluster, quiet):
     """Mean log-likelihood, BIC and AIC of DATA under MODEL.
 
     \b
@@ -383,8 +345,9 @@ def score(model, data, dataset, columns, chunk_bytes, flatten, scheduler, cluste
     from .params import information_criteria
 
     gmm = load_model(existing_directory(model, "model"))
-    with cluster_context(scheduler, cluster_config, local_cluster):
+    with cluster_context(scheduler, cluster_config, local_cluster) as client:
         X = open_source(data, dataset, columns, chunk_bytes, flatten)
+        say_what_runs(X, client, quiet)
         mean = gmm.score(X)
     n = X.shape[0]
     bic, aic = information_criteria(mean, n, gmm._n_parameters())

@@ -28,7 +28,7 @@ from .init import DEFAULT_INIT_SAMPLE_SIZE, initial_parameters
 from .model_io import CheckpointFile, params_digest, save_model
 from .outputs import check_output
 from .params import GaussianParams, check_representable, information_criteria, n_parameters
-from .reporting import Reporters, VerbosePrinter
+from .reporting import Reporters, TextProgress, VerbosePrinter
 from .runtime import blas_threads_for
 from .validation import check_init_arrays
 
@@ -187,12 +187,14 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         sample_weight : array-like or dask array of shape (n_samples,), optional
             Non-negative per-row weights: every statistic is weighted, weight 2
             is the same as a duplicated row, unit weights the same as none.
-        progress : object, optional
-            Receives ``init_begin(i)``, ``iteration_end(i, n_iter, change,
-            lower_bound)``, ``init_end(i, lower_bound, converged)`` (``i``
-            numbers the starts; they advance together) and
-            ``pass_end(seconds)`` as the fit goes; methods it lacks are
-            skipped (the command line's progress display uses it).
+        progress : bool or object, optional
+            True prints one line per EM pass (mean log-likelihood, its
+            change against ``tol``, the pass's time), in a terminal or a
+            notebook. An object receives ``init_begin(i)``,
+            ``iteration_end(i, n_iter, change, lower_bound)``,
+            ``init_end(i, lower_bound, converged)`` (``i`` numbers the
+            starts; they advance together) and ``pass_end(seconds)`` as the
+            fit goes; methods it lacks are skipped.
 
         Returns
         -------
@@ -239,6 +241,9 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
                     f"{warm_start.params.n_features} features. Fit X with warm_start=False."
                 )
         random_state = check_random_state(self.random_state)
+        n_starts = 1 if warm_start else self.n_init
+        if progress is True:
+            progress = TextProgress(self.tol, n_starts)
 
         def initialise(placed_data, count):
             return initial_parameters(
@@ -266,7 +271,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
             warm_start=warm_start,
             split_every=self.split_every,
             persist=self.persist,
-            reporter=Reporters(VerbosePrinter(self.verbose, self.verbose_interval, 1 if warm_start else self.n_init), progress),
+            reporter=Reporters(VerbosePrinter(self.verbose, self.verbose_interval, n_starts), progress),
             checkpoint=self._checkpoint_file(data, warm_start),
             device=self.device,
         )

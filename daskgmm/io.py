@@ -153,6 +153,15 @@ def open_array(
         Missing dataset or columns, non-numeric data, wrong dimensionality;
         the message names the source and says what to do.
     """
+    return open_samples(source, dataset=dataset, columns=columns, chunk_bytes=chunk_bytes, sample_dim=sample_dim,
+                        flatten=flatten, storage_options=storage_options)[0]
+
+
+def open_samples(source, *, dataset=None, columns=None, chunk_bytes=None, sample_dim=None, flatten=False,
+                 storage_options=None):
+    """:func:`open_array`'s rows, and the shape of the samples before ``flatten`` made them one
+    dimension (``(n_samples,)`` without it; ``(H, W)`` for an image), for writing per-row outputs
+    back in the source's layout."""
     if isinstance(source, da.Array):
         array, name, storage_rows = source, "dask array", None
     elif _is_xarray(source):
@@ -161,8 +170,9 @@ def open_array(
         array, name, storage_rows = _from_zarr_object(source, str(source))
     else:
         array, name, storage_rows = _open_path(source, dataset, columns, storage_options)
+    sample_shape = tuple(array.shape[:-1]) if array.ndim >= 3 and flatten else (array.shape[0],)
     array = _as_rows(array, name, flatten)
-    return _rechunk_rows(array, chunk_bytes or default_chunk_bytes(), storage_rows)
+    return _rechunk_rows(array, chunk_bytes or default_chunk_bytes(), storage_rows), sample_shape
 
 
 def _open_path(source, dataset, columns, storage_options):

@@ -6,6 +6,8 @@ message names its start.
 
 from __future__ import annotations
 
+import math
+import statistics
 import time
 from typing import Protocol
 
@@ -96,3 +98,68 @@ class VerbosePrinter(SilentReporter):
         if self.verbose >= 2:
             message += f" time lapse {time.time() - self.init_started[init_index]:.5f}s\t lower bound {lower_bound:.5f}."
         print(message)
+
+
+class TextProgress(SilentReporter):
+    """One line per EM pass: the mean log-likelihood and its change against ``tol`` (the
+    convergence test; with several starts, the best and how many still run), and the pass's time.
+    ``fit(X, progress=True)`` and the command line's ``fit`` use it.
+
+    Parameters
+    ----------
+    tol : float
+        The fit's ``tol``, shown beside the change.
+    n_init : int
+        Starts of the fit.
+    write : callable ``(line)``, optional
+        Where lines go (default: print); None keeps them silent (the summary methods still work).
+    """
+
+    def __init__(self, tol, n_init, write=print):
+        self.tol, self.several, self.write = tol, n_init > 1, write
+        self.pass_seconds, self.latest, self.ended = [], {}, {}
+
+    def iteration_end(self, init_index, n_iter, change, lower_bound):
+        self.latest[init_index] = (n_iter, change, lower_bound)
+
+    def init_end(self, init_index, lower_bound, converged):
+        self.ended[init_index] = (lower_bound, converged)
+
+    def pass_end(self, seconds):
+        self.pass_seconds.append(seconds)
+        if self.write is None or not self.latest:
+            return
+        n_iter = max(n for n, _, _ in self.latest.values())
+        if self.several:
+            best = max(self.latest, key=lambda i: self.latest[i][2])
+            running = [i for i in self.latest if i not in self.ended]
+            change = max((abs(self.latest[i][1]) for i in running), default=0.0)
+            state = (f"largest change {_change(change)} (tol {self.tol:g}), {len(running)} of "
+                     f"{len(self.latest)} starts still running") if running else "all converged or done"
+            line = f"best mean log-likelihood {self.latest[best][2]: .6f} (start {best + 1}), {state}"
+        else:
+            (_, change, lower_bound), = self.latest.values()
+            state = "converged" if self.ended.get(0, (0, False))[1] else f"change {_change(change)} (tol {self.tol:g})"
+            line = f"mean log-likelihood {lower_bound: .6f}  {state}"
+        self.latest.clear()
+        self.write(f"  iteration {n_iter:>3}  {line}  {seconds:.2f} s")
+
+    def winner(self):
+        """Which start the fit keeps (scikit-learn's rule: the first with the largest lower
+        bound), or None for a single start."""
+        if not (self.several and self.ended):
+            return None
+        best = max(sorted(self.ended), key=lambda i: self.ended[i][0])
+        return f"best of {len(self.ended)} starts: start {best + 1}"
+
+    def pass_time(self):
+        if not self.pass_seconds:
+            return "no EM pass ran"
+        median = f"{statistics.median(self.pass_seconds):.3f} s per"
+        if self.several:
+            return f"{median} pass, median of {len(self.pass_seconds)} (the starts share each pass)"
+        return f"{median} iteration, median of {len(self.pass_seconds)}"
+
+
+def _change(change):
+    return f"{change:.2e}" if math.isfinite(change) else "- (first iteration)"

@@ -135,3 +135,16 @@ def test_a_stopped_fit_says_how_to_resume_and_the_rerun_says_it_resumed(tmp_path
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert "resumed from checkpoint" in done.stderr and "iterations: 40" in done.stdout
+
+
+def test_predict_on_an_image_keeps_its_shape_in_the_smallest_integer_type(folder, tmp_path):
+    image = np.load(folder / "image.npy")
+    run("fit", folder / "image.npy", "--flatten", "-k", 2, "--random-state", 0, "--out", tmp_path / "model", "-q")
+    done = run("predict", tmp_path / "model", folder / "image.npy", "--flatten", "--out", tmp_path / "labels.zarr")
+    assert "data: 600 rows x 3 features" in done.stderr and "(shape (20, 30), uint8)" in done.stdout
+    labels = zarr.open_array(tmp_path / "labels.zarr")
+    expected = daskgmm.load(tmp_path / "model").predict(image.reshape(-1, 3)).reshape(20, 30)
+    assert labels.shape == (20, 30) and labels.dtype == np.uint8
+    np.testing.assert_array_equal(labels[:], expected)
+    run("predict", tmp_path / "model", folder / "image.npy", "--flatten", "--proba", "--out", tmp_path / "p.zarr")
+    assert zarr.open_array(tmp_path / "p.zarr").shape == (20, 30, 2)

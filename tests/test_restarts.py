@@ -157,3 +157,11 @@ def replace_weights(params, weights):
     from dataclasses import replace
 
     return replace(params, weights=weights)
+
+
+def test_progress_true_prints_a_line_per_pass_with_the_change_against_tol(X, capsys):
+    gmm = GaussianMixture(4, random_state=0, tol=1e-4, max_iter=50).fit(X, progress=True)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  iteration")]
+    assert len(lines) == gmm.n_iter_
+    assert "(first iteration)" in lines[0] and "(tol 0.0001)" in lines[1]
+    assert lines[-1].split()[1] == str(gmm.n_iter_) and ("converged" in lines[-1]) == gmm.converged_
