@@ -11,7 +11,7 @@ import resource
 import sys
 import time
 import warnings
-from contextlib import nullcontext
+from contextlib import contextmanager
 
 import click
 import numpy as np
@@ -143,14 +143,25 @@ def open_source(data, dataset, columns, chunk_bytes, flatten, with_sample_shape=
     return (rows, sample_shape) if with_sample_shape else rows
 
 
+@contextmanager
 def cluster_context(scheduler, cluster_config, local_cluster):
+    """The client of the cluster the options ask for (None: Dask's threaded scheduler). Dask's own
+    log lines (worker restarts, failed tasks) are kept out: what went wrong comes as one
+    daskgmm error line (--debug adds the traceback)."""
+    import logging
+
+    from .runtime import worker_deaths_explained
+
     if sum(bool(x) for x in (scheduler, cluster_config, local_cluster)) > 1:
         raise click.UsageError("use only one of --scheduler, --cluster-config and --local")
     if not (scheduler or cluster_config or local_cluster):
-        return nullcontext(None)
+        yield None
+        return
     from .cluster import connect
 
-    return connect(scheduler or cluster_config)
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+    with connect(scheduler or cluster_config) as client, worker_deaths_explained():
+        yield client
 
 
 def peak_memory_mib(client):
@@ -240,8 +251,11 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
                      inputs=[data] + ([("the --checkpoint", checkpoint)] if checkpoint else []), what="--out")
     if checkpoint:
         check_output(checkpoint, "checkpoint", overwrite=True, inputs=[data], what="--checkpoint")
-    if verbose:
-        logging.basicConfig(level=logging.INFO, format="daskgmm: %(message)s")
+    if verbose:  # daskgmm's own decisions; Dask's logs stay out (see cluster_context)
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("daskgmm: %(message)s"))
+        logging.getLogger("daskgmm").addHandler(handler)
+        logging.getLogger("daskgmm").setLevel(logging.INFO)
     with cluster_context(scheduler, cluster_config, local_cluster) as client:
         X = open_source(data, dataset, columns, chunk_bytes, flatten)
         say_what_runs(X, client, quiet)

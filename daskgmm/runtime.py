@@ -95,3 +95,33 @@ def blas_threads_for(n_chunks: int):
         _blas_controller = ThreadpoolController()
     with _blas_controller.limit(limits=1, user_api="blas"):
         yield
+
+
+class WorkerMemoryError(MemoryError):
+    """Dask workers died while running daskgmm's tasks (almost always: out of memory)."""
+
+
+@contextmanager
+def worker_deaths_explained():
+    """Turns Dask's ``KilledWorker`` (after its many lines of worker logs) into one message that
+    says what happened, with the workers' memory limit and the chunk size, and what to change.
+    Yields a dict in which the caller records ``chunk_bytes`` once it knows it."""
+    client = active_client()
+    # read before the work starts: a dead worker has left the scheduler's list by the end
+    limits = sorted({w.get("memory_limit") or 0 for w in client.scheduler_info()["workers"].values()}) \
+        if client is not None else []
+    known = {}
+    try:
+        yield known
+    except Exception as error:
+        if type(error).__name__ != "KilledWorker":
+            raise
+        limit = f"{limits[0] / 2**20:,.0f} MiB per worker" if limits and limits[0] else "the workers' memory limit"
+        chunk_bytes = known.get("chunk_bytes")
+        chunk = f" with chunks of {chunk_bytes / 2**20:,.0f} MiB" if chunk_bytes else ""
+        raise WorkerMemoryError(
+            f"Dask workers died while running daskgmm's tasks{chunk}, almost always because they ran out of "
+            f"memory ({limit}). Give workers more memory, use smaller chunks (chunk_rows=, --chunk-bytes), "
+            "fewer threads per worker, or persist=False (--persist false) so that the data are not kept "
+            f"in memory. Dask said: {str(error).splitlines()[0][:300]}"
+        ) from None

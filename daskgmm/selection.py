@@ -28,6 +28,7 @@ from .fitted import fitted_estimator
 from .init import DEFAULT_INIT_SAMPLE_SIZE, draw_sample, finish_starts, start_for
 from .params import GaussianParams, information_criteria
 from .reporting import Reporters
+from .runtime import worker_deaths_explained
 
 CRITERIA = ("bic", "aic")
 
@@ -244,6 +245,14 @@ def select_model(
         AIC, mean log-likelihood, lower bound, n_iter, converged, error),
         ``to_frame()``, ``best_estimator_``, ``plot()`` and ``passes``.
     """
+    with worker_deaths_explained():
+        return _select_model(X, n_components, covariance_types, criterion, n_init, init_params, tol, reg_covar,
+                             max_iter, random_state, sample_weight, init_sample_size, chunk_rows, split_every,
+                             persist, progress)
+
+
+def _select_model(X, n_components, covariance_types, criterion, n_init, init_params, tol, reg_covar, max_iter,
+                  random_state, sample_weight, init_sample_size, chunk_rows, split_every, persist, progress):
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
     ks = sorted(set(int(k) for k in n_components))

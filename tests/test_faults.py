@@ -79,3 +79,23 @@ def test_same_seed_same_model_on_every_scheduler(store):
                           dashboard_address=None) as cluster, Client(cluster):
             assert_identical(fit(source), threaded)
     assert_identical(fit(source), threaded)  # and again, run after run
+
+
+def test_workers_that_run_out_of_memory_are_explained_in_one_message():
+    """Chunks larger than a worker's memory: the nanny kills the worker; instead of Dask's
+    KilledWorker the user reads what happened, the limit, the chunk size and what to change."""
+    import dask.array as da
+
+    from daskgmm.runtime import WorkerMemoryError
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            LocalCluster(n_workers=1, threads_per_worker=1, memory_limit="700MiB", processes=True,
+                         dashboard_address=None) as cluster, Client(cluster):
+        X = da.random.random((40_000_000, 8), chunks=(20_000_000, 8))  # 1.2 GiB chunks
+        gmm = GaussianMixture(2, covariance_type="diag", max_iter=2, persist=False)
+        with pytest.raises(WorkerMemoryError) as caught:
+            gmm.fit(X)
+    message = str(caught.value)
+    assert "ran out of memory (700 MiB per worker)" in message and "chunks of 1,221 MiB" in message
+    assert "smaller chunks (chunk_rows=, --chunk-bytes)" in message
+    assert not hasattr(gmm, "means_")  # no half-fitted state
