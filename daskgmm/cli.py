@@ -136,6 +136,10 @@ def parse_k_values(text):
 
 def open_source(data, dataset, columns, chunk_bytes, flatten, with_sample_shape=False):
     """The data as rows (and, if asked, the samples' shape before --flatten, e.g. an image's (H, W))."""
+    from pathlib import Path
+
+    if "://" not in data and not any(ch in data for ch in "*?[") and not Path(data).exists():
+        raise CommandLineError(f"{data}: no such file or directory. Check the path.")  # before importing Dask
     from .io import open_samples
 
     rows, sample_shape = open_samples(data, dataset=dataset, columns=columns.split(",") if columns else None,
@@ -242,9 +246,7 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
     """Fit a Gaussian mixture to DATA (Zarr, HDF5, .npy, Parquet or CSV; local path or URL)."""
     import logging
 
-    from .estimator import GaussianMixture
     from .outputs import check_output
-    from .params import information_criteria
 
     if out:
         check_output(out, "model", overwrite=overwrite,
@@ -259,6 +261,9 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
     with cluster_context(scheduler, cluster_config, local_cluster) as client:
         X = open_source(data, dataset, columns, chunk_bytes, flatten)
         say_what_runs(X, client, quiet)
+        from .estimator import GaussianMixture  # scikit-learn: imported once the data are found
+        from .params import information_criteria
+
         gmm = GaussianMixture(
             n_components, covariance_type=covariance_type, max_iter=max_iter, tol=tol, reg_covar=reg_covar,
             init_params=init_params, n_init=n_init, random_state=random_state,

@@ -88,7 +88,11 @@ def plot_components(gmm, X, ax=None, max_points=20_000, random_state=0):
     covariances = basis.T @ _full_covariances(gmm) @ basis
     colours = [f"C{k % 10}" for k in range(gmm.n_components)]
     if sample.shape[1] == 2:
-        low, high = points.min(axis=0), points.max(axis=0)
+        # the regions cover the whole visible area: the points and every 2-sigma ellipse, with a margin
+        reach = 2 * np.sqrt(np.maximum(np.diagonal(covariances, axis1=1, axis2=2), 0))
+        low = np.minimum(points.min(axis=0), (means - reach).min(axis=0))
+        high = np.maximum(points.max(axis=0), (means + reach).max(axis=0))
+        low, high = low - 0.05 * (high - low), high + 0.05 * (high - low)
         xs, ys = np.meshgrid(np.linspace(low[0], high[0], 200), np.linspace(low[1], high[1], 200))
         grid = np.column_stack([xs.ravel(), ys.ravel()]) + centre
         regions = np.asarray(gmm.predict(grid)).reshape(xs.shape)
@@ -105,5 +109,21 @@ def plot_components(gmm, X, ax=None, max_points=20_000, random_state=0):
         ax.plot(*mean, marker="x", color="black", markersize=6)
     ax.set_title(f"{gmm.n_components} components ({gmm.covariance_type})"
                  + ("" if sample.shape[1] == 2 else ", first two principal axes"))
-    ax.set_aspect("equal", adjustable="datalim")
+    names = getattr(gmm, "feature_names_in_", None)
+    if sample.shape[1] == 2:
+        ax.set_xlabel(str(names[0]) if names is not None else "feature 0")
+        ax.set_ylabel(str(names[1]) if names is not None else "feature 1")
+        ax.set_xlim(low[0], high[0])
+        ax.set_ylim(low[1], high[1])
+        ax.set_aspect("equal", adjustable="box")
+    else:
+        ax.set_xlabel("first principal axis")
+        ax.set_ylabel("second principal axis")
+        ax.set_aspect("equal", adjustable="datalim")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker="o", linestyle="", color=colours[k],
+                      label=f"component {k} (weight {gmm.weights_[k]:.2f})") for k in range(gmm.n_components)]
+    handles.append(Line2D([], [], marker="x", linestyle="", color="black", label="means; ellipses: 1 and 2 sigma"))
+    ax.legend(handles=handles, fontsize=7, loc="best")
     return ax

@@ -19,6 +19,13 @@ def test_components_and_convergence_render(tmp_path, n_features, covariance_type
     ax = plot_components(gmm, X, max_points=1000)
     assert len(ax.patches) == 2 * 3  # 1- and 2-sigma ellipses per component
     assert ("principal axes" in ax.get_title()) == (n_features > 2)
+    assert ax.get_xlabel() == ("feature 0" if n_features == 2 else "first principal axis") and ax.get_ylabel()
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert [label.split(" (")[0] for label in labels[:3]] == ["component 0", "component 1", "component 2"]
+    if n_features == 2:  # the regions reach the axes' edges
+        (low, high), (low_y, high_y) = ax.get_xlim(), ax.get_ylim()
+        region_x = np.concatenate([p.vertices[:, 0] for c in ax.collections[:1] for p in c.get_paths()])
+        assert region_x.min() <= low + 1e-9 and region_x.max() >= high - 1e-9
     ax.figure.savefig(tmp_path / "components.png")
     ax = plot_convergence(gmm)
     np.testing.assert_allclose(ax.lines[0].get_ydata(), gmm.lower_bounds_)
