@@ -510,13 +510,27 @@ def certificates(folder):
     click.echo("Keep the keys private (mode 0600); copy the folder to every host that runs workers.")
 
 
-@commands.command(context_settings={"ignore_unknown_options": True}, add_help_option=False)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def demo(args):
-    """The main job on a local cluster (see `daskgmm demo --help`)."""
-    from .demo import main as demo_main
+@commands.command()
+@click.option("--n-samples", type=click.IntRange(min=1000), default=24_000_000, show_default=True,
+              help="Rows of the synthetic mixture (written once to Zarr, then re-read every pass).")
+@click.option("--n-features", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--n-components", type=click.IntRange(min=1), default=6, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Local workers (1 thread each).")
+@click.option("--worker-memory", default="600MiB", show_default=True, help="Memory limit per worker.")
+@click.option("--data-dir", default="data", show_default=True, help="Where the data and the plots go.")
+@handle_errors
+def demo(n_samples, n_features, n_components, workers, worker_memory, data_dir):
+    """The main job on the embedded default: fit a synthetic mixture larger than the local
+    cluster's memory, re-read from Zarr every pass, and compare the model with the truth.
 
-    demo_main(list(args))
+    \b
+    Example:
+      daskgmm demo                                  # what `make demo` runs (about a minute)
+      daskgmm demo --n-samples 2000000 --workers 1  # a smaller one
+    """
+    from .demo import run_demo
+
+    run_demo(n_samples, n_features, n_components, workers, worker_memory, data_dir)
 
 
 if __name__ == "__main__":

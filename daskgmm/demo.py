@@ -10,7 +10,6 @@ the components (when matplotlib is installed).
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -63,36 +62,29 @@ def _plots(gmm, X, folder):
         print(f"plot: {folder / f'demo_{name}.png'}")
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-samples", type=int, default=24_000_000)
-    parser.add_argument("--n-features", type=int, default=8)
-    parser.add_argument("--n-components", type=int, default=6)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--worker-memory", default="600MiB")
-    parser.add_argument("--data-dir", default="data")
-    args = parser.parse_args(argv)
-
+def run_demo(n_samples=24_000_000, n_features=8, n_components=6, workers=2, worker_memory="600MiB",
+             data_dir="data"):
+    """The demo (``daskgmm demo``; see the module docstring)."""
     from dask.utils import parse_bytes
     from distributed import Client, LocalCluster
 
-    n, d, k = args.n_samples, args.n_features, args.n_components
-    folder = Path(args.data_dir)
+    n, d, k = n_samples, n_features, n_components
+    folder = Path(data_dir)
     folder.mkdir(parents=True, exist_ok=True)
     weights, means, covariances = random_mixture(k, d, separation=3.0, random_state=1)
     print(f"daskgmm demo: {n:,} rows x {d} features drawn from a {k}-component mixture")
     _dataset(folder / f"demo_{n}x{d}.zarr", n, weights, means, covariances)
     with LocalCluster(
-        n_workers=args.workers,
+        n_workers=workers,
         threads_per_worker=1,
         host="127.0.0.1",
         dashboard_address="127.0.0.1:0",
-        memory_limit=args.worker_memory,
+        memory_limit=worker_memory,
     ) as cluster, Client(cluster) as client:
-        client.wait_for_workers(args.workers)
+        client.wait_for_workers(workers)
         X = open_array(folder / f"demo_{n}x{d}.zarr")
-        total = args.workers * parse_bytes(args.worker_memory)
-        print(f"local cluster: {args.workers} workers on {cluster.scheduler_address}, "
+        total = workers * parse_bytes(worker_memory)
+        print(f"local cluster: {workers} workers on {cluster.scheduler_address}, "
               f"dashboard {client.dashboard_link}")
         print(f"data {X.nbytes / 2**20:,.0f} MiB in {X.numblocks[0]} chunks; cluster memory limit "
               f"{total / 2**20:,.0f} MiB ({X.nbytes / total:.1f}x); re-read from disk every iteration")
@@ -117,7 +109,3 @@ def main(argv=None):
         cov_error = np.linalg.norm(gmm.covariances_[fitted_k] - covariances[true_k])
         print(f"{true_k:9d}  {weights[true_k]:11.4f}  {gmm.weights_[fitted_k]:13.4f}  "
               f"{mean_error:12.4f}  {cov_error:11.4f}")
-
-
-if __name__ == "__main__":
-    main()

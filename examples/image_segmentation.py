@@ -31,7 +31,8 @@ TILE = 512
 
 def segment_photo(photo, n_components):
     pixels = photo.reshape(-1, 3).astype(np.float32) / 255
-    gmm = GaussianMixture(n_components, covariance_type="full", random_state=0).fit(pixels)
+    print(f"fitting K={n_components} to the photo's {pixels.shape[0]:,} pixels (one line per EM pass):")
+    gmm = GaussianMixture(n_components, covariance_type="full", random_state=0).fit(pixels, progress=True)
     labels = gmm.predict(pixels)
     segmented = (gmm.means_[labels].reshape(photo.shape) * 255).clip(0, 255).astype(np.uint8)
     print(f"photo {photo.shape[1]}x{photo.shape[0]}: {pixels.shape[0]:,} pixels, K={n_components}, "
@@ -71,7 +72,8 @@ def segment_large_image(photo, tiles, n_components, folder):
           f"uint8) in {TILE}x{TILE} tiles")
     pixels = open_array(image, flatten=True) / 255  # lazy: (H*W, 3), read tile row by tile row
     started = time.perf_counter()
-    gmm = GaussianMixture(n_components, covariance_type="full", random_state=0).fit(pixels)
+    print(f"fitting K={n_components}, the image read tile row by tile row in every pass:")
+    gmm = GaussianMixture(n_components, covariance_type="full", random_state=0).fit(pixels, progress=True)
     print(f"fitted in {time.perf_counter() - started:.1f} s: {gmm.n_iter_} iterations, "
           f"converged {gmm.converged_}")
     labels = gmm.predict(pixels).astype(np.uint8).reshape(height, width).rechunk(TILE)

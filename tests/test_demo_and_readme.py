@@ -21,7 +21,7 @@ def test_readme_opens_with_the_two_commands():
 
 def test_demo_fits_on_a_local_cluster(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "daskgmm.demo", "--n-samples", "200000", "--n-components", "4",
+        [sys.executable, "-m", "daskgmm", "demo", "--n-samples", "200000", "--n-components", "4",
          "--data-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=300, cwd=ROOT,
     )
