@@ -27,6 +27,29 @@ Examples:
 """
 
 
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print the result as JSON on stdout (for scripts); progress stays on stderr.")
+
+
+def echo_json(value):
+    """``value`` as strict JSON (NaN and infinities as null, NumPy numbers as numbers)."""
+    import json
+    import math
+
+    def plain(v):
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+            v = v.item()
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        return v
+
+    click.echo(json.dumps(plain(value), indent=2, allow_nan=False))
+
+
 def say_what_runs(X, client, quiet, plan=None):
     """The cluster, the data and (optionally) the plan, on stderr, before the long part starts."""
     if quiet:
@@ -239,10 +262,11 @@ def main(args=None):
 @overwrite_option
 @click.option("-q", "--quiet", is_flag=True, help="Only the summary.")
 @click.option("-v", "--verbose", is_flag=True, help="Also log what daskgmm decides (persist, chunking).")
+@json_option
 @handle_errors
 def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_type, max_iter, tol, reg_covar,
         init_params, n_init, random_state, persist, device, scheduler, cluster_config, local_cluster, checkpoint,
-        out, overwrite, quiet, verbose):
+        out, overwrite, quiet, verbose, as_json):
     """Fit a Gaussian mixture to DATA (Zarr, HDF5, .npy, Parquet or CSV; local path or URL)."""
     import logging
 
@@ -290,6 +314,15 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
         dashboard = client.dashboard_link if client is not None else None
     if out:
         gmm.save(out, overwrite=overwrite)
+    if as_json:
+        for warning in caught:
+            click.echo(f"warning: {warning.message}", err=True)
+        echo_json(dict(n_components=n_components, covariance_type=covariance_type, n_iter=gmm.n_iter_,
+                       converged=gmm.converged_, mean_log_likelihood=gmm.lower_bound_, bic=bic, aic=aic,
+                       weights=gmm.weights_.tolist(), means=gmm.means_.tolist(), best_start=progress.best_start(),
+                       fit_seconds=fit_seconds, pass_seconds=progress.pass_seconds, peak_memory_mib=peaks,
+                       model=out, warnings=[str(w.message) for w in caught]))
+        return
     click.echo(f"components: {n_components} ({covariance_type}), iterations: {gmm.n_iter_}, "
                f"converged: {gmm.converged_}")
     click.echo(f"mean log-likelihood: {gmm.lower_bound_:.6f}  BIC: {bic:.6g}  AIC: {aic:.6g}")
@@ -352,8 +385,10 @@ def predict(model, data, dataset, columns, chunk_bytes, flatten, out, overwrite,
 @source_options
 @cluster_options
 @click.option("-q", "--quiet", is_flag=True, help="Only the result line.")
+@json_option
 @handle_errors
-def score(model, data, dataset, columns, chunk_bytes, flatten, scheduler, cluster_config, local_cluster, quiet):
+def score(model, data, dataset, columns, chunk_bytes, flatten, scheduler, cluster_config, local_cluster, quiet,
+          as_json):
     """Mean log-likelihood, BIC and AIC of DATA under MODEL.
 
     \b
@@ -370,7 +405,10 @@ def score(model, data, dataset, columns, chunk_bytes, flatten, scheduler, cluste
         mean = gmm.score(X)
     n = X.shape[0]
     bic, aic = information_criteria(mean, n, gmm._n_parameters())
-    click.echo(f"rows: {n}  mean log-likelihood: {mean:.6f}  BIC: {bic:.6g}  AIC: {aic:.6g}")
+    if as_json:
+        echo_json(dict(rows=n, mean_log_likelihood=mean, bic=bic, aic=aic))
+        return
+    click.echo(f"rows: {n}  mean log-likelihood: {mean:.6f}  BIC: {bic:,.1f}  AIC: {aic:,.1f}")
 
 
 @commands.command()
@@ -427,10 +465,11 @@ def info(model, as_json):
 @click.option("--table", "table_path", type=click.Path(dir_okay=False), help="Write the table as CSV.")
 @overwrite_option
 @click.option("-q", "--quiet", is_flag=True, help="Only the table and the choice.")
+@json_option
 @handle_errors
 def select(data, dataset, columns, chunk_bytes, flatten, k_range, covariance_types, criterion, n_init,
            init_params, max_iter, tol, random_state, scheduler, cluster_config, local_cluster, out, table_path,
-           overwrite, quiet):
+           overwrite, quiet, as_json):
     """Fit every K and covariance type in shared passes and keep the lowest BIC (or AIC).
 
     \b
@@ -458,10 +497,16 @@ def select(data, dataset, columns, chunk_bytes, flatten, k_range, covariance_typ
                               max_iter=max_iter, tol=tol, random_state=random_state,
                               progress=CandidatesProgress(count, tol, quiet))
         seconds = time.perf_counter() - started
-    click.echo(result.format_table())
     best = result.best_estimator_
-    click.echo(f"best by {criterion.upper()}: K={best.n_components}, {best.covariance_type}; "
-               f"{len(result.candidates)} candidates in {result.passes} reads of the data, {seconds:.1f} s")
+    if as_json:
+        echo_json(dict(criterion=criterion, best=dict(n_components=best.n_components,
+                                                      covariance_type=best.covariance_type),
+                       passes=result.passes, seconds=seconds, table=result.table, model=out))
+    else:
+        click.echo(result.format_table())
+    if not as_json:
+        click.echo(f"best by {criterion.upper()}: K={best.n_components}, {best.covariance_type}; "
+                   f"{len(result.candidates)} candidates in {result.passes} reads of the data, {seconds:.1f} s")
     if table_path:
         import csv
 
@@ -471,7 +516,8 @@ def select(data, dataset, columns, chunk_bytes, flatten, k_range, covariance_typ
             writer.writerows(result.table)
     if out:
         best.save(out, overwrite=overwrite)
-        click.echo(f"best model written to {out}")
+        if not as_json:
+            click.echo(f"best model written to {out}")
 
 
 @commands.command()

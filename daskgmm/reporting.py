@@ -144,13 +144,17 @@ class TextProgress(SilentReporter):
         self.latest.clear()
         self.write(f"  iteration {n_iter:>3}  {line}  {seconds:.2f} s")
 
-    def winner(self):
-        """Which start the fit keeps (scikit-learn's rule: the first with the largest lower
-        bound), or None for a single start."""
+    def best_start(self):
+        """The start (numbered from 1) the fit keeps, by scikit-learn's rule (the first with the
+        largest lower bound); None for a single start."""
         if not (self.several and self.ended):
             return None
-        best = max(sorted(self.ended), key=lambda i: self.ended[i][0])
-        return f"best of {len(self.ended)} starts: start {best + 1}"
+        return max(sorted(self.ended), key=lambda i: self.ended[i][0]) + 1
+
+    def winner(self):
+        """The line that says which start won, or None for a single start."""
+        best = self.best_start()
+        return None if best is None else f"best of {len(self.ended)} starts: start {best}"
 
     def pass_time(self):
         if not self.pass_seconds:

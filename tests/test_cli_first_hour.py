@@ -148,3 +148,19 @@ def test_predict_on_an_image_keeps_its_shape_in_the_smallest_integer_type(folder
     np.testing.assert_array_equal(labels[:], expected)
     run("predict", tmp_path / "model", folder / "image.npy", "--flatten", "--proba", "--out", tmp_path / "p.zarr")
     assert zarr.open_array(tmp_path / "p.zarr").shape == (20, 30, 2)
+
+
+def test_json_output_for_scripts(folder):
+    fitted = json.loads(run("fit", folder / "x.npy", "-k", 3, "--n-init", 2, "--random-state", 0, "--json", "-q").stdout)
+    reference = daskgmm.GaussianMixture(3, n_init=2, random_state=0).fit(np.load(folder / "x.npy"))
+    assert fitted["n_iter"] == reference.n_iter_ and fitted["best_start"] in (1, 2)
+    np.testing.assert_allclose(fitted["weights"], reference.weights_, rtol=1e-12)
+    assert len(fitted["pass_seconds"]) >= fitted["n_iter"]  # the starts share passes; the longest sets the count
+    scored = json.loads(run("score", folder / "model", folder / "x.npy", "--json", "-q").stdout)
+    model = daskgmm.load(folder / "model")
+    assert scored["rows"] == 3000
+    np.testing.assert_allclose(scored["mean_log_likelihood"], model.score(np.load(folder / "x.npy")), rtol=1e-12)
+    selected = json.loads(run("select", folder / "x.npy", "-k", "2,3", "--covariance-types", "diag", "--json",
+                              "-q").stdout)
+    assert [row["n_components"] for row in selected["table"]] == [2, 3]
+    assert selected["best"]["covariance_type"] == "diag" and selected["passes"] > 0
