@@ -27,6 +27,16 @@ Examples:
 """
 
 
+def live_line(text):
+    """A line a terminal rewrites in place (the chunks done within a pass)."""
+    click.echo(f"\r{text}\033[K", nl=False, err=True)
+
+
+def terminal_line(text):
+    """A progress line on stderr, over any live line."""
+    click.echo(f"\r{text}\033[K" if sys.stderr.isatty() else text, err=True)
+
+
 json_option = click.option("--json", "as_json", is_flag=True,
                            help="Print the result as JSON on stdout (for scripts); progress stays on stderr.")
 
@@ -297,7 +307,8 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
             click.echo(f"EM: until the mean log-likelihood changes by less than {tol:g} in an iteration "
                        f"(at most {max_iter})" + (f", {n_init} starts advancing together" if n_init > 1 else ""),
                        err=True)
-        progress = TextProgress(tol, n_init, write=None if quiet else lambda line: click.echo(line, err=True))
+        progress = TextProgress(tol, n_init, write=None if quiet else terminal_line,
+                                live=None if quiet or not sys.stderr.isatty() else live_line)
         started = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -325,7 +336,7 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
         return
     click.echo(f"components: {n_components} ({covariance_type}), iterations: {gmm.n_iter_}, "
                f"converged: {gmm.converged_}")
-    click.echo(f"mean log-likelihood: {gmm.lower_bound_:.6f}  BIC: {bic:.6g}  AIC: {aic:.6g}")
+    click.echo(f"mean log-likelihood: {gmm.lower_bound_:.6f}  BIC: {bic:,.1f}  AIC: {aic:,.1f}")
     click.echo("weights: " + " ".join(f"{w:.4f}" for w in gmm.weights_))
     if progress.winner():
         click.echo(progress.winner())

@@ -11,11 +11,13 @@ pass as a single key, so each worker receives them once, whatever the number of 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
 import dask
 import numpy as np
+from dask.callbacks import Callback
 
 from .data import RowData
 from .kernels import chunk_statistics, chunk_statistics_many
@@ -155,14 +157,39 @@ def pass_graph(
     return tree_merge(parts, split_every, merge_stats_lists)
 
 
-def statistics_pass_many(data: RowData, *args, **kwargs) -> list:
+def statistics_pass_many(data: RowData, *args, on_chunk=None, **kwargs) -> list:
     """One read of every chunk for several models: their merged statistics, in order (the
-    arguments are :func:`pass_graph`'s). Non-finite rows are refused with a clear error."""
-    with blas_threads_for(data.X.numblocks[0]):
+    arguments are :func:`pass_graph`'s). Non-finite rows are refused with a clear error.
+
+    ``on_chunk(done, total)`` is told as chunks finish (at most twice a second, and at the end)
+    when the pass runs on Dask's local schedulers; a distributed cluster's own dashboard shows it.
+    """
+    counting = _ChunkCounter(on_chunk, data.X.numblocks[0]) if on_chunk and active_client() is None \
+        else contextlib.nullcontext()
+    with blas_threads_for(data.X.numblocks[0]), counting:
         (stats_list,) = dask.compute(pass_graph(data, *args, **kwargs))
     for stats in stats_list:
         _check_finite(stats)
     return stats_list
+
+
+class _ChunkCounter(Callback):
+    """Counts the chunk tasks of a pass as Dask's local scheduler finishes them."""
+
+    def __init__(self, on_chunk, total, interval_s=0.5):
+        super().__init__()
+        self.on_chunk, self.total, self.interval_s = on_chunk, total, interval_s
+        self.done, self.told = 0, 0.0
+
+    def _posttask(self, key, result, dsk, state, worker_id):
+        name = key[0] if isinstance(key, tuple) else key
+        if not str(name).startswith("chunk_statistics_many"):
+            return
+        self.done += 1
+        now = time.perf_counter()
+        if self.done == self.total or now - self.told >= self.interval_s:
+            self.told = now
+            self.on_chunk(self.done, self.total)
 
 
 class Run:
@@ -190,6 +217,7 @@ def advance_runs(
     fail_soft: bool = False,
     on_iteration=None,
     on_pass=None,
+    on_chunk=None,
 ) -> int:
     """The EM loop: advance every run by one shared read of the data per iteration until each
     has converged, failed or done ``max_iter`` iterations. Returns the passes made.
@@ -211,6 +239,8 @@ def advance_runs(
         Called after every iteration of every run.
     on_pass : callable ``(seconds)``, optional
         Called after every pass, once all runs have been updated (checkpoints: a consistent state).
+    on_chunk : callable ``(done, total)``, optional
+        Chunks finished within a pass (see :func:`statistics_pass_many`).
     device : {"cpu", "cuda"}
         Where the chunks' statistics are computed (:func:`statistics_kernel`).
     """
@@ -224,7 +254,7 @@ def advance_runs(
         stats_list = statistics_pass_many(
             data, [family.assigner(params) for params in models], [p.covariance_type for p in models],
             [p.n_components for p in models], split_every, device,
-            track_worst=[family.rows_to_track(params) for params in models],
+            track_worst=[family.rows_to_track(params) for params in models], on_chunk=on_chunk,
         )
         passes += 1
         for run, stats in zip(active, stats_list):
@@ -336,7 +366,7 @@ def fit_mixture(
                 checkpoint.save(EMState(runs))
 
         advance_runs(data, runs, family, tol=tol, max_iter=max_iter, split_every=split_every,
-                     device=device, on_iteration=after_iteration, on_pass=after_pass)
+                     device=device, on_iteration=after_iteration, on_pass=after_pass, on_chunk=reporter.chunks_done)
         best = best_run([run.result for run in runs])
     if checkpoint is not None:
         checkpoint.save(EMState(runs, finished=True))

@@ -23,6 +23,8 @@ class Reporter(Protocol):
 
     def pass_end(self, seconds: float) -> None: ...
 
+    def chunks_done(self, done: int, total: int) -> None: ...
+
 
 class SilentReporter:
     def init_begin(self, init_index):
@@ -35,6 +37,9 @@ class SilentReporter:
         pass
 
     def pass_end(self, seconds):
+        pass
+
+    def chunks_done(self, done, total):
         pass
 
 
@@ -62,6 +67,9 @@ class Reporters:
 
     def pass_end(self, seconds):
         self._send("pass_end", seconds)
+
+    def chunks_done(self, done, total):
+        self._send("chunks_done", done, total)
 
 
 class VerbosePrinter(SilentReporter):
@@ -113,10 +121,12 @@ class TextProgress(SilentReporter):
         Starts of the fit.
     write : callable ``(line)``, optional
         Where lines go (default: print); None keeps them silent (the summary methods still work).
+    live : callable ``(text)``, optional
+        Shows the chunks done within a long pass (a terminal rewrites one line with it).
     """
 
-    def __init__(self, tol, n_init, write=print):
-        self.tol, self.several, self.write = tol, n_init > 1, write
+    def __init__(self, tol, n_init, write=print, live=None):
+        self.tol, self.several, self.write, self.live = tol, n_init > 1, write, live
         self.pass_seconds, self.latest, self.ended = [], {}, {}
 
     def iteration_end(self, init_index, n_iter, change, lower_bound):
@@ -124,6 +134,10 @@ class TextProgress(SilentReporter):
 
     def init_end(self, init_index, lower_bound, converged):
         self.ended[init_index] = (lower_bound, converged)
+
+    def chunks_done(self, done, total):
+        if self.live is not None and done < total:
+            self.live(f"  pass {len(self.pass_seconds) + 1}: {done} of {total} chunks")
 
     def pass_end(self, seconds):
         self.pass_seconds.append(seconds)

@@ -165,3 +165,22 @@ def test_progress_true_prints_a_line_per_pass_with_the_change_against_tol(X, cap
     assert len(lines) == gmm.n_iter_
     assert "(first iteration)" in lines[0] and "(tol 0.0001)" in lines[1]
     assert lines[-1].split()[1] == str(gmm.n_iter_) and ("converged" in lines[-1]) == gmm.converged_
+
+
+def test_chunks_done_within_a_pass_are_told_on_the_local_scheduler(X):
+    class Chunks:
+        def __init__(self):
+            self.calls, self.passes = [], 0
+
+        def chunks_done(self, done, total):
+            self.calls.append((done, total))
+
+        def pass_end(self, seconds):
+            self.passes += 1
+
+    dx, _ = counting_reads(X, CHUNK_ROWS)
+    chunks = Chunks()
+    gmm = GaussianMixture(4, random_state=0, tol=1e-4, max_iter=8).fit(dx, progress=chunks)
+    total = dx.numblocks[0]
+    assert chunks.passes == gmm.n_iter_ and chunks.calls.count((total, total)) == chunks.passes
+    assert all(total == t and 1 <= done <= t for done, t in chunks.calls)
