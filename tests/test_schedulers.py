@@ -89,3 +89,16 @@ def test_each_iteration_reads_every_chunk_exactly_once(X):
     gmm = fit_quietly(GaussianMixture(K, tol=1e-6, max_iter=7, persist=False, **start), dx)
     n_chunks = dx.numblocks[0]
     assert sorted(reads) == sorted(list(range(n_chunks)) * gmm.n_iter_)
+
+
+def test_workers_import_only_what_chunk_tasks_use(X):
+    """The chunk tasks need NumPy and SciPy: a worker that ran a fit and its predictions has not
+    imported scikit-learn (~60 MiB of worker memory; the package imports lazily)."""
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        dx = da.from_array(X, chunks=500)
+        gmm = fit(dx, "diag")
+        gmm.predict_proba(dx).compute()
+        from worker_probe import heavy_modules_imported
+
+        assert list(client.run(heavy_modules_imported).values()) == [[]]
