@@ -1,4 +1,5 @@
-"""The ``daskgmm`` command: fit, predict, score, info, demo.
+"""The ``daskgmm`` command: fit, predict, score, select, info, cluster, certificates, demo
+(what the commands share is in :mod:`daskgmm.console`).
 
 Errors print one line on stderr and exit with status 1 (``--debug`` shows the
 traceback); usage errors exit with 2.
@@ -6,16 +7,32 @@ traceback); usage errors exit with 2.
 
 from __future__ import annotations
 
-import functools
-import resource
 import sys
 import time
 import warnings
-from contextlib import contextmanager
 
 import click
 import numpy as np
 
+from .console import (
+    CandidatesProgress,
+    cluster_context,
+    cluster_options,
+    echo_json,
+    existing_directory,
+    handle_errors,
+    json_option,
+    live_line,
+    open_source,
+    overwrite_option,
+    parse_k_values,
+    peak_memory_mib,
+    raise_terminated,
+    say_what_runs,
+    source_options,
+    Terminated,
+    terminal_line,
+)
 from .reporting import TextProgress
 
 EXAMPLES_FIT = """
@@ -27,203 +44,10 @@ Examples:
 """
 
 
-def live_line(text):
-    """A line a terminal rewrites in place (the chunks done within a pass)."""
-    click.echo(f"\r{text}\033[K", nl=False, err=True)
-
-
-def terminal_line(text):
-    """A progress line on stderr, over any live line."""
-    click.echo(f"\r{text}\033[K" if sys.stderr.isatty() else text, err=True)
-
-
-json_option = click.option("--json", "as_json", is_flag=True,
-                           help="Print the result as JSON on stdout (for scripts); progress stays on stderr.")
-
-
-def echo_json(value):
-    """``value`` as strict JSON (NaN and infinities as null, NumPy numbers as numbers)."""
-    import json
-    import math
-
-    def plain(v):
-        if isinstance(v, dict):
-            return {str(k): plain(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [plain(x) for x in v]
-        if hasattr(v, "item") and not isinstance(v, (str, bytes)):
-            v = v.item()
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        return v
-
-    click.echo(json.dumps(plain(value), indent=2, allow_nan=False))
-
-
-def say_what_runs(X, client, quiet, plan=None):
-    """The cluster, the data and (optionally) the plan, on stderr, before the long part starts."""
-    if quiet:
-        return
-    if client is not None:
-        click.echo(f"cluster: {len(client.scheduler_info()['workers'])} workers, "
-                   f"dashboard {client.dashboard_link}", err=True)
-    click.echo(f"data: {X.shape[0]:,} rows x {X.shape[1]} features ({X.dtype}), "
-               f"{X.nbytes / 2**20:,.1f} MiB in {X.numblocks[0]} chunks", err=True)
-    if plan:
-        click.echo(plan, err=True)
-
-
-class CandidatesProgress:
-    """``select``'s reporter: one line per EM pass, how many candidates still run."""
-
-    def __init__(self, count, tol, quiet=False):
-        self.count, self.tol, self.quiet = count, tol, quiet
-        self.iterated, self.finished, self.passes = 0, set(), 0
-
-    def iteration_end(self, index, n_iter, change, lower_bound):
-        self.iterated += 1
-        if abs(change) < self.tol:
-            self.finished.add(index)
-
-    def pass_end(self, seconds):
-        self.passes += 1
-        if not self.quiet:
-            click.echo(f"  EM pass {self.passes:>3}: {self.iterated} of {self.count} candidates still iterating, "
-                       f"{len(self.finished)} converged  {seconds:.2f} s", err=True)
-        self.iterated = 0
-
-
-def handle_errors(command):
-    """One clear line and exit status 1 for any error, unless --debug."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        debug = kwargs.pop("debug", False)
-        try:
-            return command(*args, **kwargs)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
-        except Exception as error:  # noqa: BLE001 - the CLI's last line of defence
-            if debug:
-                raise
-            # errors that know the command line's words for what to do say it in them
-            click.echo(f"daskgmm: error: {getattr(error, 'command_line_message', error)}", err=True)
-            sys.exit(1)
-
-    return click.option("--debug", is_flag=True, help="Show the full traceback on errors.")(wrapper)
-
-
-def source_options(command):
-    command = click.option("--dataset", help="Array inside a Zarr group or HDF5 file.")(command)
-    command = click.option("--columns", help="Comma-separated Parquet/CSV columns to use.")(command)
-    command = click.option("--chunk-bytes", type=click.IntRange(min=1), help="Target bytes per row chunk (default 128 MiB).")(command)
-    command = click.option("--flatten", is_flag=True, help="Treat every leading dimension as samples (images).")(command)
-    return command
-
-
-overwrite_option = click.option("--overwrite", is_flag=True,
-                                help="Replace an output that daskgmm wrote before (never anything else).")
-
-
-def cluster_options(command):
-    command = click.option("--scheduler", metavar="ADDRESS", help="Connect to a running scheduler (tcp://host:8786).")(command)
-    command = click.option("--cluster-config", type=click.Path(dir_okay=False), help="Start a cluster from a YAML config.")(command)
-    command = click.option("--local", "local_cluster", is_flag=True,
-                           help="Start a local cluster on 127.0.0.1 (default: Dask's threaded scheduler).")(command)
-    return command
-
-
-class CommandLineError(Exception):
-    """An error whose message is all the user needs (printed as one ``daskgmm: error:`` line)."""
-
-
-def existing_directory(path, what):
-    """``path`` if it is a directory; else one clear line naming what was expected there."""
-    from pathlib import Path
-
-    if not Path(path).exists():
-        raise CommandLineError(f"{what} directory {path} does not exist")
-    if not Path(path).is_dir():
-        raise CommandLineError(f"{path} is a file, not a {what} directory (as written by `daskgmm fit --out`)")
-    return path
-
-
-def parse_k_values(text):
-    """``-k`` of ``select``: "3:8" (both included), "1,2,4,8" or "5", as a sorted list of K >= 1."""
-    try:
-        if ":" in text:
-            low, high = (int(v) for v in text.split(":"))
-            if low > high:
-                raise click.BadParameter(f"{text}: the range is empty (K_MIN {low} > K_MAX {high}); "
-                                         f"did you mean {high}:{low}?", param_hint="'-k' / '--k-range'")
-            values = list(range(low, high + 1))
-        else:
-            values = sorted({int(v) for v in text.split(",")})
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: use K_MIN:K_MAX (1:10), a list (1,2,4,8) or one K (5)",
-                                 param_hint="'-k' / '--k-range'") from None
-    if values[0] < 1:
-        raise click.BadParameter(f"{text}: every K must be at least 1", param_hint="'-k' / '--k-range'")
-    return values
-
-
-def open_source(data, dataset, columns, chunk_bytes, flatten, with_sample_shape=False):
-    """The data as rows (and, if asked, the samples' shape before --flatten, e.g. an image's (H, W))."""
-    from pathlib import Path
-
-    if "://" not in data and not any(ch in data for ch in "*?[") and not Path(data).exists():
-        raise CommandLineError(f"{data}: no such file or directory. Check the path.")  # before importing Dask
-    from .io import open_samples
-
-    rows, sample_shape = open_samples(data, dataset=dataset, columns=columns.split(",") if columns else None,
-                                      chunk_bytes=chunk_bytes, flatten=flatten)
-    return (rows, sample_shape) if with_sample_shape else rows
-
-
-@contextmanager
-def cluster_context(scheduler, cluster_config, local_cluster):
-    """The client of the cluster the options ask for (None: Dask's threaded scheduler). Dask's own
-    log lines (worker restarts, failed tasks) are kept out: what went wrong comes as one
-    daskgmm error line (--debug adds the traceback)."""
-    import logging
-
-    from .runtime import worker_deaths_explained
-
-    if sum(bool(x) for x in (scheduler, cluster_config, local_cluster)) > 1:
-        raise click.UsageError("use only one of --scheduler, --cluster-config and --local")
-    if not (scheduler or cluster_config or local_cluster):
-        yield None
-        return
-    from .cluster import connect
-
-    logging.getLogger("distributed").setLevel(logging.CRITICAL)
-    with connect(scheduler or cluster_config) as client, worker_deaths_explained():
-        yield client
-
-
-def peak_memory_mib(client):
-    """Peak resident memory of this process and of every worker, in MiB."""
-    # ru_maxrss is in KiB on Linux
-    peaks = {"driver": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    if client is not None:
-        worker_peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-        peaks.update({f"worker {address}": value for address, value in worker_peaks.items()})
-    return peaks
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="daskgmm")
 def commands():
     """Gaussian mixture models fitted by EM on Dask, for data larger than memory."""
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that what is running stops the same way (a checkpoint
-    keeps its last finished iteration)."""
-
-
-def _terminate(signum, frame):
-    raise Terminated()
 
 
 def main(args=None):
@@ -232,7 +56,7 @@ def main(args=None):
     130 and 143)."""
     import signal
 
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, raise_terminated)
     try:
         return commands.main(args, prog_name="daskgmm", standalone_mode=False)
     except click.UsageError as error:

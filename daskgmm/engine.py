@@ -15,13 +15,14 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
+
 import dask
 import numpy as np
 from dask.callbacks import Callback
 
 from .data import RowData
-from .kernels import chunk_statistics, chunk_statistics_many
 from .family import ModelFamily
+from .kernels import chunk_statistics, chunk_statistics_many
 from .params import GaussianParams
 from .reporting import Reporter, SilentReporter
 from .runtime import active_client, blas_threads_for, memory_budget

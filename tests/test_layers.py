@@ -21,6 +21,7 @@ LAYERS = [
     {"fitted"},
     {"selection"},
     {"demo"},
+    {"console"},
     {"cli", "__init__"},
     {"__main__"},
 ]

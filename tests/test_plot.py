@@ -23,7 +23,7 @@ def test_components_and_convergence_render(tmp_path, n_features, covariance_type
     labels = [text.get_text() for text in ax.get_legend().get_texts()]
     assert [label.split(" (")[0] for label in labels[:3]] == ["component 0", "component 1", "component 2"]
     if n_features == 2:  # the regions reach the axes' edges
-        (low, high), (low_y, high_y) = ax.get_xlim(), ax.get_ylim()
+        low, high = ax.get_xlim()
         region_x = np.concatenate([p.vertices[:, 0] for c in ax.collections[:1] for p in c.get_paths()])
         assert region_x.min() <= low + 1e-9 and region_x.max() >= high - 1e-9
     ax.figure.savefig(tmp_path / "components.png")
