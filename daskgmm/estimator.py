@@ -29,7 +29,7 @@ from .model_io import CheckpointFile, params_digest, save_model
 from .outputs import check_output
 from .params import GaussianParams, check_representable, information_criteria, n_parameters
 from .reporting import Reporters, TextProgress, VerbosePrinter
-from .runtime import blas_threads_for, worker_deaths_explained
+from .runtime import blas_threads_for, check_worker_memory, worker_deaths_explained
 from .validation import check_init_arrays
 
 
@@ -226,6 +226,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         self._check_device()
         X_rows, in_memory, names = self._open_rows(X, ensure_min_samples=2)
         known["chunk_bytes"] = max(X_rows.chunks[0]) * X_rows.shape[1] * X_rows.dtype.itemsize
+        check_worker_memory(known["chunk_bytes"])
         n_samples, n_features = X_rows.shape
         if n_samples < self.n_components:
             raise ValueError(

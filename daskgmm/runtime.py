@@ -54,8 +54,14 @@ def default_chunk_rows(n_samples, n_features, itemsize, chunk_bytes=DEFAULT_CHUN
     return int(max(1, min(n_samples, by_bytes, max(MIN_CHUNK_ROWS, per_core))))
 
 
-# What a worker process holds before any data (measured here: ~230 MB RSS).
+# What a worker process holds before any data, with room to spare (measured here: ~230 MB RSS
+# when workers imported scikit-learn; ~160 MiB after a fit since they do not).
 WORKER_BASELINE_BYTES = 256 * 2**20
+# The least a worker holds after a fit's first tasks (measured: 162 MiB), for refusing chunks no
+# worker can hold: a task holds its chunk and about as much again (reading, merging storage chunks).
+WORKER_FLOOR_BYTES = 160 * 2**20
+CHUNK_COPIES_PER_TASK = 2
+NANNY_TERMINATE_FRACTION = 0.95  # distributed.worker.memory.terminate
 
 
 def default_chunk_bytes() -> int:
@@ -98,7 +104,32 @@ def blas_threads_for(n_chunks: int):
 
 
 class WorkerMemoryError(MemoryError):
-    """Dask workers died while running daskgmm's tasks (almost always: out of memory)."""
+    """Dask workers cannot hold daskgmm's tasks: refused before the work starts, or they died
+    running them (almost always: out of memory)."""
+
+
+def check_worker_memory(chunk_bytes: float):
+    """Refuse, before any work, chunks that the active cluster's smallest worker cannot hold
+    with all its threads busy (its nanny would kill it minutes later). No cluster: nothing to check."""
+    client = active_client()
+    if client is None:
+        return
+    workers = [w for w in client.scheduler_info(n_workers=-1)["workers"].values() if w.get("memory_limit")]
+    if not workers:
+        return
+    smallest = min(workers, key=lambda w: w["memory_limit"] / max(w.get("nthreads", 1), 1))
+    limit, threads = smallest["memory_limit"], max(smallest.get("nthreads", 1), 1)
+    need = CHUNK_COPIES_PER_TASK * chunk_bytes * threads + WORKER_FLOOR_BYTES
+    if need <= NANNY_TERMINATE_FRACTION * limit:
+        return
+    largest = (NANNY_TERMINATE_FRACTION * limit - WORKER_FLOOR_BYTES) / (CHUNK_COPIES_PER_TASK * threads)
+    raise WorkerMemoryError(
+        f"chunks of {chunk_bytes / 2**20:,.0f} MiB need about {need / 2**20:,.0f} MiB per worker with {threads} "
+        f"thread(s) ({CHUNK_COPIES_PER_TASK} chunk copies per running task + {WORKER_FLOOR_BYTES / 2**20:.0f} MiB "
+        f"for the worker itself), but a worker has {limit / 2**20:,.0f} MiB. Use chunks of at most "
+        f"{max(largest, 0) / 2**20:,.0f} MiB (chunk_rows=, --chunk-bytes, or rechunk the Dask array), fewer "
+        "threads per worker, or workers with more memory."
+    )
 
 
 @contextmanager

@@ -81,21 +81,42 @@ def test_same_seed_same_model_on_every_scheduler(store):
     assert_identical(fit(source), threaded)  # and again, run after run
 
 
-def test_workers_that_run_out_of_memory_are_explained_in_one_message():
-    """Chunks larger than a worker's memory: the nanny kills the worker; instead of Dask's
-    KilledWorker the user reads what happened, the limit, the chunk size and what to change."""
+def test_chunks_no_worker_can_hold_are_refused_before_any_work():
+    """1.2 GiB chunks on 700 MiB workers: one line at the start that says what worker memory it
+    needs and what chunk size would do, not a KilledWorker minutes later."""
     import dask.array as da
+
+    from daskgmm.runtime import WorkerMemoryError
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, memory_limit="700MiB", processes=True,
+                      dashboard_address=None) as cluster, Client(cluster):
+        X = da.random.random((40_000_000, 8), chunks=(20_000_000, 8))  # 1.2 GiB chunks
+        gmm = GaussianMixture(2, covariance_type="diag", max_iter=2, persist=False)
+        with pytest.raises(WorkerMemoryError) as caught:
+            gmm.fit(X)
+    message = str(caught.value)
+    assert "chunks of 1,221 MiB need about 2,601 MiB per worker with 1 thread(s)" in message
+    assert "a worker has 700 MiB. Use chunks of at most 252 MiB" in message
+    assert not hasattr(gmm, "means_")  # no half-fitted state
+
+
+def test_workers_that_run_out_of_memory_are_explained_in_one_message():
+    """A chunk step that needs more memory than the worker has: the nanny kills the worker;
+    instead of Dask's KilledWorker the user reads what happened, the limit, the chunk size and
+    what to change."""
+    import dask.array as da
+    from worker_probe import hog_memory
 
     from daskgmm.runtime import WorkerMemoryError
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
             LocalCluster(n_workers=1, threads_per_worker=1, memory_limit="700MiB", processes=True,
                          dashboard_address=None) as cluster, Client(cluster):
-        X = da.random.random((40_000_000, 8), chunks=(20_000_000, 8))  # 1.2 GiB chunks
+        X = da.random.random((400_000, 8), chunks=(100_000, 8)).map_blocks(hog_memory)
         gmm = GaussianMixture(2, covariance_type="diag", max_iter=2, persist=False)
         with pytest.raises(WorkerMemoryError) as caught:
             gmm.fit(X)
     message = str(caught.value)
-    assert "ran out of memory (700 MiB per worker)" in message and "chunks of 1,221 MiB" in message
+    assert "ran out of memory (700 MiB per worker)" in message and "chunks of 6 MiB" in message
     assert "smaller chunks (chunk_rows=, --chunk-bytes)" in message
     assert not hasattr(gmm, "means_")  # no half-fitted state
