@@ -146,51 +146,102 @@ def pass_graph(
 
     ``track_worst`` (one count per model) keeps that many worst-explained rows (re-seeding).
     """
+    parts = _pass_parts(data, assigners, covariance_types, n_components, device, track_worst)
+    return tree_merge(parts, split_every, merge_stats_lists)
+
+
+def _pass_parts(data, assigners, covariance_types, n_components, device, track_worst):
+    """The chunk tasks of a pass (delayed), before they are merged."""
     models = dask.delayed(list(assigners), pure=True)
     kernel = statistics_kernel(device)
     worst = list(track_worst) if track_worst is not None else [0] * len(assigners)
-    parts = _chunk_tasks(
+    return _chunk_tasks(
         data,
         lambda x, w, offset: dask.delayed(chunk_statistics_many, pure=True)(
             x, w, models, list(covariance_types), list(n_components), offset, kernel, worst
         ),
     )
-    return tree_merge(parts, split_every, merge_stats_lists)
 
 
-def statistics_pass_many(data: RowData, *args, on_chunk=None, **kwargs) -> list:
+def statistics_pass_many(
+    data: RowData,
+    assigners: list,
+    covariance_types: list,
+    n_components: list,
+    split_every: int = DEFAULT_SPLIT_EVERY,
+    device: str = "cpu",
+    track_worst: list | None = None,
+    on_chunk=None,
+) -> list:
     """One read of every chunk for several models: their merged statistics, in order (the
     arguments are :func:`pass_graph`'s). Non-finite rows are refused with a clear error.
 
-    ``on_chunk(done, total)`` is told as chunks finish (at most twice a second, and at the end)
-    when the pass runs on Dask's local schedulers; a distributed cluster's own dashboard shows it.
+    ``on_chunk(done, total)`` is told as chunks finish (at most twice a second, and at the end):
+    on Dask's local schedulers through a callback; on a distributed cluster the pass is then
+    submitted as futures, one per chunk, merged on the workers in the same tree (same result).
     """
-    counting = _ChunkCounter(on_chunk, data.X.numblocks[0]) if on_chunk and active_client() is None \
-        else contextlib.nullcontext()
-    with blas_threads_for(data.X.numblocks[0]), counting:
-        (stats_list,) = dask.compute(pass_graph(data, *args, **kwargs))
+    client = active_client()
+    with blas_threads_for(data.X.numblocks[0]):
+        if on_chunk is not None and client is not None:
+            parts = _pass_parts(data, assigners, covariance_types, n_components, device, track_worst)
+            stats_list = _compute_counting_chunks(client, parts, split_every, _Throttled(on_chunk, len(parts)))
+        else:
+            counting = _ChunkCounter(on_chunk, data.X.numblocks[0]) if on_chunk else contextlib.nullcontext()
+            with counting:
+                (stats_list,) = dask.compute(pass_graph(data, assigners, covariance_types, n_components,
+                                                        split_every, device, track_worst))
     for stats in stats_list:
         _check_finite(stats)
     return stats_list
 
 
-class _ChunkCounter(Callback):
-    """Counts the chunk tasks of a pass as Dask's local scheduler finishes them."""
+def _compute_counting_chunks(client, parts, split_every, tell):
+    """``parts`` merged as :func:`tree_merge` merges them, computed as futures so that finished
+    chunks can be counted; each chunk's statistics are let go as soon as they are counted, so
+    the workers drop them once merged (no more memory than the plain graph)."""
+    from distributed import as_completed
+
+    futures = client.compute(parts)
+    finished = as_completed(futures)
+    level, split_every = futures, max(2, int(split_every))
+    del futures
+    while len(level) > 1:
+        level = [client.submit(merge_stats_lists, *level[i : i + split_every], pure=True)
+                 for i in range(0, len(level), split_every)]
+    (merged,) = level
+    del level
+    for future in finished:
+        tell.chunk_finished()
+        del future
+    return merged.result()
+
+
+class _Throttled:
+    """Calls ``on_chunk(done, total)`` at most every ``interval_s`` seconds, and at the last chunk."""
 
     def __init__(self, on_chunk, total, interval_s=0.5):
-        super().__init__()
         self.on_chunk, self.total, self.interval_s = on_chunk, total, interval_s
         self.done, self.told = 0, 0.0
 
-    def _posttask(self, key, result, dsk, state, worker_id):
-        name = key[0] if isinstance(key, tuple) else key
-        if not str(name).startswith("chunk_statistics_many"):
-            return
+    def chunk_finished(self):
         self.done += 1
         now = time.perf_counter()
         if self.done == self.total or now - self.told >= self.interval_s:
             self.told = now
             self.on_chunk(self.done, self.total)
+
+
+class _ChunkCounter(Callback):
+    """Counts the chunk tasks of a pass as Dask's local scheduler finishes them."""
+
+    def __init__(self, on_chunk, total):
+        super().__init__()
+        self.tell = _Throttled(on_chunk, total)
+
+    def _posttask(self, key, result, dsk, state, worker_id):
+        name = key[0] if isinstance(key, tuple) else key
+        if str(name).startswith("chunk_statistics_many"):
+            self.tell.chunk_finished()
 
 
 class Run:
@@ -366,8 +417,8 @@ def fit_mixture(
             if checkpoint is not None:
                 checkpoint.save(EMState(runs))
 
-        advance_runs(data, runs, family, tol=tol, max_iter=max_iter, split_every=split_every,
-                     device=device, on_iteration=after_iteration, on_pass=after_pass, on_chunk=reporter.chunks_done)
+        advance_runs(data, runs, family, tol=tol, max_iter=max_iter, split_every=split_every, device=device,
+                     on_iteration=after_iteration, on_pass=after_pass, on_chunk=reporter.chunk_listener())
         best = best_run([run.result for run in runs])
     if checkpoint is not None:
         checkpoint.save(EMState(runs, finished=True))

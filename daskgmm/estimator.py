@@ -193,9 +193,9 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
             notebook. An object receives ``init_begin(i)``,
             ``iteration_end(i, n_iter, change, lower_bound)``,
             ``init_end(i, lower_bound, converged)`` (``i`` numbers the
-            starts; they advance together), ``pass_end(seconds)`` and, on
-            Dask's local schedulers, ``chunks_done(done, total)`` within a
-            pass; methods it lacks are skipped.
+            starts; they advance together), ``pass_end(seconds)`` and
+            ``chunks_done(done, total)`` within a pass; methods it lacks are
+            skipped.
 
         Returns
         -------

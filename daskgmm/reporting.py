@@ -42,6 +42,9 @@ class SilentReporter:
     def chunks_done(self, done, total):
         pass
 
+    def chunk_listener(self):
+        return None
+
 
 class Reporters:
     """Sends a fit's progress to several reporters; a method a reporter lacks is skipped (a
@@ -70,6 +73,15 @@ class Reporters:
 
     def chunks_done(self, done, total):
         self._send("chunks_done", done, total)
+
+    def chunk_listener(self):
+        """``chunks_done`` if some reporter shows chunks within a pass, else None (counting them
+        on a distributed cluster submits the pass as futures: done only when someone looks)."""
+        def listens(reporter):
+            method = getattr(type(reporter), "chunks_done", None)
+            return method is not None and method is not SilentReporter.chunks_done \
+                and getattr(reporter, "live", True) is not None
+        return self.chunks_done if any(listens(r) for r in self.reporters) else None
 
 
 class VerbosePrinter(SilentReporter):

@@ -167,20 +167,38 @@ def test_progress_true_prints_a_line_per_pass_with_the_change_against_tol(X, cap
     assert lines[-1].split()[1] == str(gmm.n_iter_) and ("converged" in lines[-1]) == gmm.converged_
 
 
-def test_chunks_done_within_a_pass_are_told_on_the_local_scheduler(X):
-    class Chunks:
-        def __init__(self):
-            self.calls, self.passes = [], 0
+class Chunks:
+    """Listens to chunks done within a pass and to the passes."""
 
-        def chunks_done(self, done, total):
-            self.calls.append((done, total))
+    def __init__(self):
+        self.calls, self.passes = [], 0
 
-        def pass_end(self, seconds):
-            self.passes += 1
+    def chunks_done(self, done, total):
+        self.calls.append((done, total))
 
-    dx, _ = counting_reads(X, CHUNK_ROWS)
-    chunks = Chunks()
-    gmm = GaussianMixture(4, random_state=0, tol=1e-4, max_iter=8).fit(dx, progress=chunks)
+    def pass_end(self, seconds):
+        self.passes += 1
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "distributed"])
+def test_chunks_done_within_a_pass_are_told_and_change_nothing(X, scheduler):
+    from contextlib import nullcontext
+
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) \
+        if scheduler == "distributed" else None
+    with (Client(cluster) if cluster else nullcontext()):
+        dx, _ = counting_reads(X, CHUNK_ROWS)
+        chunks = Chunks()
+        settings = dict(n_components=4, random_state=0, tol=1e-4, max_iter=8, persist=False)
+        watched = GaussianMixture(**settings).fit(dx, progress=chunks)
+        plain = GaussianMixture(**settings).fit(dx)
+    if cluster:
+        cluster.close()
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_array_equal(getattr(watched, name), getattr(plain, name))
+    assert watched.lower_bounds_ == plain.lower_bounds_
     total = dx.numblocks[0]
-    assert chunks.passes == gmm.n_iter_ and chunks.calls.count((total, total)) == chunks.passes
+    assert chunks.passes == watched.n_iter_ and chunks.calls.count((total, total)) == chunks.passes
     assert all(total == t and 1 <= done <= t for done, t in chunks.calls)
