@@ -22,6 +22,7 @@ from .console import (
     existing_directory,
     handle_errors,
     json_option,
+    log_decisions,
     live_line,
     open_source,
     overwrite_option,
@@ -102,8 +103,6 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
         init_params, n_init, random_state, persist, device, scheduler, cluster_config, local_cluster, checkpoint,
         out, overwrite, quiet, verbose, as_json):
     """Fit a Gaussian mixture to DATA (Zarr, HDF5, .npy, Parquet or CSV; local path or URL)."""
-    import logging
-
     from .outputs import check_output
 
     if out:
@@ -111,11 +110,8 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
                      inputs=[data] + ([("the --checkpoint", checkpoint)] if checkpoint else []), what="--out")
     if checkpoint:
         check_output(checkpoint, "checkpoint", overwrite=True, inputs=[data], what="--checkpoint")
-    if verbose:  # daskgmm's own decisions; Dask's logs stay out (see cluster_context)
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("daskgmm: %(message)s"))
-        logging.getLogger("daskgmm").addHandler(handler)
-        logging.getLogger("daskgmm").setLevel(logging.INFO)
+    if verbose:
+        log_decisions()
     with cluster_context(scheduler, cluster_config, local_cluster) as client:
         X = open_source(data, dataset, columns, chunk_bytes, flatten)
         say_what_runs(X, client, quiet)
@@ -300,11 +296,12 @@ def info(model, as_json):
 @click.option("--table", "table_path", type=click.Path(dir_okay=False), help="Write the table as CSV.")
 @overwrite_option
 @click.option("-q", "--quiet", is_flag=True, help="Only the table and the choice.")
+@click.option("-v", "--verbose", is_flag=True, help="Also log what daskgmm decides (persist, chunking).")
 @json_option
 @handle_errors
 def select(data, dataset, columns, chunk_bytes, flatten, k_range, covariance_types, criterion, n_init,
            init_params, max_iter, tol, random_state, scheduler, cluster_config, local_cluster, out, table_path,
-           overwrite, quiet, as_json):
+           overwrite, quiet, verbose, as_json):
     """Fit every K and covariance type in shared passes and keep the lowest BIC (or AIC).
 
     \b
@@ -321,6 +318,8 @@ def select(data, dataset, columns, chunk_bytes, flatten, k_range, covariance_typ
         check_output(table_path, "table", overwrite=overwrite,
                      inputs=[data] + ([("the --out", out)] if out else []), what="--table")
     ks = parse_k_values(k_range)
+    if verbose:
+        log_decisions()
     types, methods = covariance_types.split(","), init_params.split(",")
     with cluster_context(scheduler, cluster_config, local_cluster) as client:
         X = open_source(data, dataset, columns, chunk_bytes, flatten)

@@ -20,6 +20,17 @@ def terminal_line(text):
     click.echo(f"\r{text}\033[K" if sys.stderr.isatty() else text, err=True)
 
 
+def log_decisions():
+    """``-v``: daskgmm's own decisions (persist or not, chunking) on stderr; Dask's logs stay out
+    (see :func:`cluster_context`)."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("daskgmm: %(message)s"))
+    logging.getLogger("daskgmm").addHandler(handler)
+    logging.getLogger("daskgmm").setLevel(logging.INFO)
+
+
 json_option = click.option("--json", "as_json", is_flag=True,
                            help="Print the result as JSON on stdout (for scripts); progress stays on stderr.")
 

@@ -77,6 +77,8 @@ def test_single_k_and_lists_for_select_and_a_table_that_tells_close_candidates_a
     assert re.search(r"\d{2},\d{3}\.\d\s", result.stdout)  # BIC to one decimal, not 4e+04
     assert "2 candidates (K 3..3 x 2 covariance types x 1 init methods x 1 restarts)" in result.stderr
     assert "EM pass   1: 2 of 2 candidates still iterating" in result.stderr
+    logged = run("select", folder / "x.npy", "-k", "2", "--covariance-types", "diag", "-v")
+    assert "daskgmm: keeping" in logged.stderr and "distributed" not in logged.stderr
     quiet = run("select", folder / "x.npy", "-k", "1,3", "--covariance-types", "diag", "-q")
     assert quiet.stderr == "" and "best by BIC: K=3, diag" in quiet.stdout
 
