@@ -21,11 +21,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .data import RowData, as_dask_rows, as_sample_weight, content_digest, feature_names
+from .data import RowData, as_dask_rows, as_sample_weight, feature_names
 from .engine import DEFAULT_SPLIT_EVERY, FitResult, fit_mixture, per_row_pass
 from .family import GaussianFamily
 from .init import DEFAULT_INIT_SAMPLE_SIZE, initial_parameters
-from .model_io import CheckpointFile, params_digest, save_model
+from .model_io import checkpoint_for, save_model
 from .outputs import check_output
 from .params import GaussianParams, check_representable, information_criteria, n_parameters
 from .reporting import Reporters, TextProgress, VerbosePrinter
@@ -279,7 +279,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
             split_every=self.split_every,
             persist=self.persist,
             reporter=Reporters(VerbosePrinter(self.verbose, self.verbose_interval, n_starts), progress),
-            checkpoint=self._checkpoint_file(data, warm_start),
+            checkpoint=checkpoint_for(self, data, warm_start),
             device=self.device,
         )
         if not result.converged and self.max_iter > 0:
@@ -294,25 +294,6 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         self._store(result, data.dtype)
         return data
 
-    def _checkpoint_file(self, data: RowData, warm_start):
-        if self.checkpoint is None:
-            return None
-        settings = ("n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
-                    "init_params", "init_sample_size", "reseed_collapsed")
-        fingerprint = {name: getattr(self, name) for name in settings}
-        fingerprint.update(
-            n_samples=data.n_samples,
-            n_features=data.n_features,
-            dtype=str(data.dtype),
-            weighted=data.sample_weight is not None,
-            data=content_digest(data),
-            warm_start_from=None if warm_start is None else params_digest(warm_start.params),
-            random_state=self.random_state if isinstance(self.random_state, (int, type(None))) else "instance",
-            warm_start=warm_start is not None,
-            **{name: None if getattr(self, name) is None else np.asarray(getattr(self, name)).tolist()
-               for name in ("weights_init", "means_init", "precisions_init")},
-        )
-        return CheckpointFile(self.checkpoint, fingerprint)
 
     def _store(self, result: FitResult, dtype):
         params = result.params.astype(dtype)

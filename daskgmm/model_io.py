@@ -261,6 +261,32 @@ class CheckpointFile:
         write_directory(self.path, metadata, arrays)
 
 
+def checkpoint_for(estimator, data, warm_start):
+    """The estimator's ``checkpoint`` (None if it has none), tied to a fingerprint of the data
+    (shape, dtype, weights, a content digest) and of every setting that changes the fit."""
+    if estimator.checkpoint is None:
+        return None
+    from .data import content_digest
+
+    settings = ("n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
+                "init_params", "init_sample_size", "reseed_collapsed")
+    fingerprint = {name: getattr(estimator, name) for name in settings}
+    fingerprint.update(
+        n_samples=data.n_samples,
+        n_features=data.n_features,
+        dtype=str(data.dtype),
+        weighted=data.sample_weight is not None,
+        data=content_digest(data),
+        warm_start_from=None if warm_start is None else params_digest(warm_start.params),
+        random_state=(estimator.random_state if isinstance(estimator.random_state, (int, type(None)))
+                      else "instance"),
+        warm_start=warm_start is not None,
+        **{name: None if getattr(estimator, name) is None else np.asarray(getattr(estimator, name)).tolist()
+           for name in ("weights_init", "means_init", "precisions_init")},
+    )
+    return CheckpointFile(estimator.checkpoint, fingerprint)
+
+
 def params_digest(params) -> str:
     """A digest of parameters (a checkpoint's warm start is tied to it)."""
     import hashlib
