@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 # public name -> (module, attribute)
 _PUBLIC = {
     "GaussianMixture": ("estimator", "GaussianMixture"),
+    "BayesianGaussianMixture": ("bayesian", "BayesianGaussianMixture"),
     "load": ("fitted", "load_model"),
     "open_array": ("io", "open_array"),
     "CollapsedComponentWarning": ("params", "CollapsedComponentWarning"),

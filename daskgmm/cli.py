@@ -91,6 +91,16 @@ def main(args=None):
                    "auto: keep them when they fit comfortably. Python: persist=True/False/'auto'.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="Compute the EM passes on the CPU or on a CUDA GPU (needs CuPy).")
+@click.option("--bayesian", "weight_prior", is_flag=False, flag_value="dirichlet_process", default=None,
+              type=click.Choice(["dirichlet_process", "dirichlet_distribution"]),
+              help="Fit a variational Bayesian mixture (BayesianGaussianMixture) whose weight prior switches off "
+                   "the components the data do not need: give a generous -k. The prior: dirichlet_process "
+                   "(the default with a bare --bayesian) or dirichlet_distribution.")
+@click.option("--weight-concentration", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="With --bayesian: the weight prior's concentration (default 1/k); smaller switches off more.")
+@click.option("--tol-per-row", is_flag=True,
+              help="With --bayesian: judge --tol on the lower bound per row (scikit-learn's total asks for a "
+                   "relative change of tol/n, needlessly strict on many rows).")
 @cluster_options
 @click.option("--checkpoint", type=click.Path(file_okay=False), help="Resumable state, saved after every iteration.")
 @click.option("--out", type=click.Path(file_okay=False), help="Write the fitted model to this directory.")
@@ -100,11 +110,13 @@ def main(args=None):
 @json_option
 @handle_errors
 def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_type, max_iter, tol, reg_covar,
-        init_params, n_init, random_state, persist, device, scheduler, cluster_config, local_cluster, checkpoint,
-        out, overwrite, quiet, verbose, as_json):
+        init_params, n_init, random_state, persist, device, weight_prior, weight_concentration, tol_per_row,
+        scheduler, cluster_config, local_cluster, checkpoint, out, overwrite, quiet, verbose, as_json):
     """Fit a Gaussian mixture to DATA (Zarr, HDF5, .npy, Parquet or CSV; local path or URL)."""
     from .outputs import check_output
 
+    if weight_prior is None and (weight_concentration is not None or tol_per_row):
+        raise click.UsageError("--weight-concentration and --tol-per-row need --bayesian")
     if out:
         check_output(out, "model", overwrite=overwrite,
                      inputs=[data] + ([("the --checkpoint", checkpoint)] if checkpoint else []), what="--out")
@@ -115,20 +127,30 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
     with cluster_context(scheduler, cluster_config, local_cluster) as client:
         X = open_source(data, dataset, columns, chunk_bytes, flatten)
         say_what_runs(X, client, quiet)
-        from .estimator import GaussianMixture  # scikit-learn: imported once the data are found
-        from .params import information_criteria
-
-        gmm = GaussianMixture(
-            n_components, covariance_type=covariance_type, max_iter=max_iter, tol=tol, reg_covar=reg_covar,
-            init_params=init_params, n_init=n_init, random_state=random_state,
-            persist={"auto": "auto", "true": True, "yes": True, "false": False, "no": False}[persist.lower()], checkpoint=checkpoint, device=device,
+        settings = dict(
+            n_components=n_components, covariance_type=covariance_type, max_iter=max_iter, tol=tol,
+            reg_covar=reg_covar, init_params=init_params, n_init=n_init, random_state=random_state,
+            persist={"auto": "auto", "true": True, "yes": True, "false": False, "no": False}[persist.lower()],
+            checkpoint=checkpoint, device=device,
         )
+        # scikit-learn: imported once the data are found
+        if weight_prior is None:
+            from .estimator import GaussianMixture
+
+            gmm, bound = GaussianMixture(**settings), "mean log-likelihood"
+        else:
+            from .bayesian import BayesianGaussianMixture
+
+            gmm = BayesianGaussianMixture(**settings, weight_concentration_prior_type=weight_prior,
+                                          weight_concentration_prior=weight_concentration, tol_per_row=tol_per_row)
+            bound = "lower bound" + (" per row" if tol_per_row else " (a total over the rows)")
         if not quiet:
-            click.echo(f"EM: until the mean log-likelihood changes by less than {tol:g} in an iteration "
+            click.echo(f"EM: until the {bound} changes by less than {tol:g} in an iteration "
                        f"(at most {max_iter})" + (f", {n_init} starts advancing together" if n_init > 1 else ""),
                        err=True)
         progress = TextProgress(tol, n_init, write=None if quiet else terminal_line,
-                                live=None if quiet or not sys.stderr.isatty() else live_line)
+                                live=None if quiet or not sys.stderr.isatty() else live_line,
+                                quantity=gmm._bound_name)
         started = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -140,7 +162,10 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
                                "iteration: run the same command again to resume from there.", err=True)
                 raise
         fit_seconds = time.perf_counter() - started
-        bic, aic = information_criteria(gmm.score(X), X.shape[0], gmm._n_parameters())
+        if weight_prior is None:  # one more pass: BIC and AIC need the final parameters' likelihood
+            from .params import information_criteria
+
+            bic, aic = information_criteria(gmm.score(X), X.shape[0], gmm._n_parameters())
         peaks = peak_memory_mib(client)
         dashboard = client.dashboard_link if client is not None else None
     if out:
@@ -148,15 +173,23 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
     if as_json:
         for warning in caught:
             click.echo(f"warning: {warning.message}", err=True)
+        model = (dict(mean_log_likelihood=gmm.lower_bound_, bic=bic, aic=aic) if weight_prior is None else
+                 dict(estimator="BayesianGaussianMixture", weight_concentration_prior_type=weight_prior,
+                      lower_bound=gmm.lower_bound_, n_active_components=gmm.n_active_components_))
         echo_json(dict(n_components=n_components, covariance_type=covariance_type, n_iter=gmm.n_iter_,
-                       converged=gmm.converged_, mean_log_likelihood=gmm.lower_bound_, bic=bic, aic=aic,
+                       converged=gmm.converged_, **model,
                        weights=gmm.weights_.tolist(), means=gmm.means_.tolist(), best_start=progress.best_start(),
                        fit_seconds=fit_seconds, pass_seconds=progress.pass_seconds, peak_memory_mib=peaks,
                        model=out, warnings=[str(w.message) for w in caught]))
         return
     click.echo(f"components: {n_components} ({covariance_type}), iterations: {gmm.n_iter_}, "
                f"converged: {gmm.converged_}")
-    click.echo(f"mean log-likelihood: {gmm.lower_bound_:.6f}  BIC: {bic:,.1f}  AIC: {aic:,.1f}")
+    if weight_prior is None:
+        click.echo(f"mean log-likelihood: {gmm.lower_bound_:.6f}  BIC: {bic:,.1f}  AIC: {aic:,.1f}")
+    else:
+        click.echo(f"Bayesian ({weight_prior}): {gmm.n_active_components_} of {n_components} components carry "
+                   f"weight (the prior switched off {n_components - gmm.n_active_components_})  "
+                   f"lower bound: {gmm.lower_bound_:.6f}")
     click.echo("weights: " + " ".join(f"{w:.4f}" for w in gmm.weights_))
     if progress.winner():
         click.echo(progress.winner())
@@ -263,12 +296,14 @@ def info(model, as_json):
     if as_json:
         click.echo(json.dumps(description, indent=2))
         return
+    bayesian = description["model"] == "BayesianGaussianMixture"
     click.echo(f"{description['n_components']} components, {description['covariance_type']} covariances, "
                f"{description['n_features']} features ({description['dtype']}), "
-               f"{description['n_parameters']} free parameters")
+               f"{description['n_parameters']} free parameters"
+               + (f"; Bayesian: {description['n_active_components']} components carry weight" if bayesian else ""))
     click.echo("fit settings: " + ", ".join(f"{name}={value}" for name, value in description["settings"].items()))
     click.echo(f"iterations: {description['n_iter']}, converged: {description['converged']}, "
-               f"mean log-likelihood: {description['lower_bound']:.6f}")
+               + ("lower bound" if bayesian else "mean log-likelihood") + f": {description['lower_bound']:.6f}")
     if description["feature_names"] is not None:
         click.echo("features: " + ", ".join(map(str, description["feature_names"])))
     for k, component in enumerate(description["components"]):

@@ -48,10 +48,10 @@ def feature_groups(group_features, n_features):
 
 
 def log_prob_offset(params: GaussianParams, n_features):
-    """``log w_k + log det U_k - D/2 log(2 pi)`` per component (float64)."""
+    """``log w_k + log det U_k - D/2 log(2 pi)`` per component (float64; ``log w_k`` is
+    :meth:`~daskgmm.params.GaussianParams.log_weights`, which a variational E-step replaces)."""
     log_det = log_det_cholesky(params.precisions_cholesky, params.covariance_type, n_features)
-    with np.errstate(divide="ignore"):
-        return log_det + np.log(params.weights) - 0.5 * n_features * LOG_2PI
+    return log_det + params.log_weights() - 0.5 * n_features * LOG_2PI
 
 
 def whitened_distance_squared(means_c, precisions_cholesky, covariance_type):

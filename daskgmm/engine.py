@@ -319,7 +319,7 @@ def advance_runs(
                     raise
                 run.error = str(error)
                 continue
-            lower_bound = family.lower_bound(stats, params)
+            lower_bound = family.lower_bound(stats, result.params, params)
             change = lower_bound - result.lower_bound
             run.result = FitResult(params, lower_bound, result.lower_bounds + [lower_bound], n_iter,
                                    abs(change) < tol)

@@ -6,10 +6,10 @@ kernel evaluates, offsets included) and how many worst-explained rows to keep; a
 for the new parameters (the M-step) and the lower bound of the iteration. A family also counts
 its free parameters (BIC/AIC).
 
-:class:`GaussianFamily` is scikit-learn's ``GaussianMixture`` (maximum likelihood). A
-variational family (``BayesianGaussianMixture``) consumes the same chunk statistics: its
-E-step is the Gaussian log-density with other per-component offsets (an assigner of its own),
-its M-step and bound use the priors.
+:class:`GaussianFamily` is scikit-learn's ``GaussianMixture`` (maximum likelihood).
+:class:`VariationalFamily` is its ``BayesianGaussianMixture``: it consumes the same chunk
+statistics, its E-step is the Gaussian log-density with other per-component terms (run by the
+same kernels), its M-step and bound use the priors.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import numpy as np
 from .kernels import GaussianAssigner
 from .params import CollapsedComponentWarning, GaussianParams, m_step, n_parameters, reseed_collapsed
 from .stats import SufficientStats
+from .variational import PriorSettings, Priors, VariationalParams, variational_m_step
+from .variational import lower_bound as variational_lower_bound
 
 
 class ModelFamily(Protocol):
@@ -37,8 +39,9 @@ class ModelFamily(Protocol):
     def m_step(self, stats: SufficientStats, params, n_iter: int):
         """New parameters from the pass's merged statistics; ValueError when there are none."""
 
-    def lower_bound(self, stats: SufficientStats, new_params) -> float:
-        """The iteration's lower bound (what convergence is judged on)."""
+    def lower_bound(self, stats: SufficientStats, params, new_params) -> float:
+        """The iteration's lower bound (what convergence is judged on), from the pass's
+        statistics under ``params`` and the parameters ``new_params`` of its M-step."""
 
     def n_parameters(self, params) -> int:
         """Free parameters, for BIC/AIC."""
@@ -78,9 +81,50 @@ class GaussianFamily:
                 )
         return m_step(stats, self.reg_covar, self.data_dtype)
 
-    def lower_bound(self, stats: SufficientStats, new_params: GaussianParams) -> float:
+    def lower_bound(self, stats: SufficientStats, params: GaussianParams, new_params: GaussianParams) -> float:
         # the mean log-likelihood of the parameters the pass ran with, as scikit-learn records it
         return stats.log_likelihood / stats.weight_sum
 
     def n_parameters(self, params: GaussianParams) -> int:
+        return n_parameters(params.n_components, params.n_features, params.covariance_type)
+
+
+class VariationalFamily:
+    """Variational Gaussian mixtures, as scikit-learn's ``BayesianGaussianMixture``
+    (:mod:`daskgmm.variational`): the same chunk statistics and kernels, other E-step terms,
+    M-step and bound.
+
+    Parameters
+    ----------
+    prior_settings : PriorSettings
+        The priors as given (data-derived ones are filled in from a pass: see :meth:`m_step`).
+    reg_covar : float
+    data_dtype : dtype
+    """
+
+    def __init__(self, prior_settings: PriorSettings, reg_covar: float, data_dtype=np.float64):
+        self.prior_settings, self.reg_covar, self.data_dtype = prior_settings, reg_covar, np.dtype(data_dtype)
+
+    def start(self, stats: SufficientStats, priors: Priors) -> VariationalParams:
+        """Starting parameters from the statistics of initial responsibilities (scikit-learn's
+        ``_initialize``)."""
+        return variational_m_step(stats, priors, self.reg_covar, self.data_dtype)
+
+    def assigner(self, params: VariationalParams) -> GaussianAssigner:
+        return GaussianAssigner(params.e_step())
+
+    def rows_to_track(self, params: VariationalParams) -> int:
+        return 0
+
+    def m_step(self, stats: SufficientStats, params: VariationalParams, n_iter: int) -> VariationalParams:
+        priors = params.priors
+        if priors is None:  # a warm start: scikit-learn takes the priors from the data anew
+            priors = self.prior_settings.resolve(stats, params.n_components, params.n_features)
+        return variational_m_step(stats, priors, self.reg_covar, self.data_dtype)
+
+    def lower_bound(self, stats: SufficientStats, params: VariationalParams,
+                    new_params: VariationalParams) -> float:
+        return variational_lower_bound(stats, params.e_step(), new_params)
+
+    def n_parameters(self, params: VariationalParams) -> int:
         return n_parameters(params.n_components, params.n_features, params.covariance_type)

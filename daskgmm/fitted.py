@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from .engine import FitResult
+from .bayesian import BayesianGaussianMixture
 from .estimator import GaussianMixture
-from .model_io import ARRAYS, SCALARS, ModelFileError, check_shapes, read_directory
-from .params import GaussianParams
+from .model_io import ARRAYS, SCALARS, ModelFileError, read_directory
+from .params import GaussianParams, check_shapes
 
 
 def fitted_estimator(result: FitResult, dtype, n_features, feature_names=None, **params) -> GaussianMixture:
@@ -22,28 +23,34 @@ def fitted_estimator(result: FitResult, dtype, n_features, feature_names=None, *
 
 
 def load_model(path):
-    """Read a model directory written by :meth:`GaussianMixture.save` (``daskgmm.load``).
+    """Read a model directory written by ``save`` (``daskgmm.load``): a
+    :class:`GaussianMixture` or a :class:`BayesianGaussianMixture`, as saved.
 
     Loading runs no code from the file (JSON and NPZ read without pickle).
     """
     metadata, arrays = read_directory(path)
     try:
-        estimator = GaussianMixture(**metadata["params"])
+        estimator = ESTIMATORS[metadata.get("estimator", "GaussianMixture")](**metadata["params"])
         estimator._validate_params()
-        missing = [name for name in ARRAYS if name not in arrays]
+        names = ARRAYS + estimator._model_arrays
+        missing = [name for name in names if name not in arrays]
         if missing:
             raise KeyError(missing)
         params = GaussianParams(estimator.covariance_type, *(arrays[name] for name in ARRAYS))
         check_shapes(params)
         for name, value in metadata["attributes"].items():
-            if name not in SCALARS:
+            if name not in SCALARS + estimator._model_scalars:
                 raise KeyError(name)
             setattr(estimator, name, value)
     except (KeyError, TypeError, ValueError) as error:
         raise ModelFileError(f"{path}: inconsistent model file ({error!r}).") from None
-    for name in ARRAYS:
+    for name in names:
         setattr(estimator, name, arrays[name])
     estimator.precisions_ = params.precisions()
+    estimator._restore()
     if metadata.get("feature_names_in_") is not None:
         estimator.feature_names_in_ = np.asarray(metadata["feature_names_in_"], dtype=object)
     return estimator
+
+
+ESTIMATORS = {"GaussianMixture": GaussianMixture, "BayesianGaussianMixture": BayesianGaussianMixture}

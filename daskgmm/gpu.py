@@ -72,8 +72,7 @@ def _device_params(cp, params: GaussianParams, dtype):
     """The parameters as device arrays of ``dtype`` (means in float64: they are shifted per block)."""
     n_features = params.means.shape[1]
     log_det = log_det_cholesky(params.precisions_cholesky, params.covariance_type, n_features)
-    with np.errstate(divide="ignore"):
-        offset = log_det + np.log(params.weights) - 0.5 * n_features * LOG_2PI
+    offset = log_det + params.log_weights() - 0.5 * n_features * LOG_2PI
     return dict(
         means=cp.asarray(params.means, dtype=np.float64),
         chol=cp.asarray(params.precisions_cholesky, dtype=dtype),

@@ -73,10 +73,11 @@ def draw_sample(data: RowData, sample_size: int, random_state: np.random.RandomS
     return X, weights
 
 
-def params_from_points(points, covariance_type, reg_covar, weight_sum, n_samples, dtype):
-    """scikit-learn's start from one data point per component (one-hot responsibilities)."""
+def stats_from_points(points, covariance_type, weight_sum, n_samples):
+    """The statistics of scikit-learn's start from one data point per component (one-hot
+    responsibilities on those rows only)."""
     n_components, n_features = points.shape
-    stats = SufficientStats(
+    return SufficientStats(
         covariance_type,
         np.ones(n_components),
         np.asarray(points, dtype=np.float64),
@@ -84,12 +85,12 @@ def params_from_points(points, covariance_type, reg_covar, weight_sum, n_samples
         weight_sum=float(weight_sum),
         n_rows=int(n_samples),
     )
-    return m_step(stats, reg_covar, dtype, normalize_weights=False)
 
 
-def start_for(init_params, n_components, covariance_type, reg_covar, data: RowData,
-              random_state, sample=None, weights=None):
-    """One candidate's start: ``GaussianParams`` directly, or an assigner whose pass yields it.
+def start_for(init_params, n_components, covariance_type, data: RowData, random_state, sample=None,
+              weights=None):
+    """One candidate's start: the statistics of its initial responsibilities directly, or an
+    assigner whose pass yields them.
 
     'random' needs no sample; the other methods look at the ``(sample,
     weights)`` drawn by :func:`draw_sample`. Shared by single fits and by
@@ -113,27 +114,64 @@ def start_for(init_params, n_components, covariance_type, reg_covar, data: RowDa
     else:
         raise ValueError(f"Unknown init_params {init_params!r}")
     weight_sum = data.n_samples if data.sample_weight is None else float(data.sample_weight.sum().compute())
-    return params_from_points(sample[index], covariance_type, reg_covar, weight_sum, data.n_samples, data.dtype)
+    return stats_from_points(sample[index], covariance_type, weight_sum, data.n_samples)
+
+
+def starting_statistics(data: RowData, starts, covariance_types, n_components, split_every,
+                        moments_type=None):
+    """The statistics of every start, the assigners among ``starts`` all in one shared pass.
+
+    ``starts`` are what :func:`start_for` returned. With ``moments_type`` (a covariance type),
+    the same pass also returns the data's own moments (the statistics of one component holding
+    every row, for priors taken from the data); it is then made even when no start needs it.
+    Returns ``(statistics per start, moments or None)``.
+    """
+    starts = list(starts)
+    pending = [i for i, start in enumerate(starts) if not isinstance(start, SufficientStats)]
+    assigners = [starts[i] for i in pending]
+    types, ks = [covariance_types[i] for i in pending], [n_components[i] for i in pending]
+    if moments_type is not None:
+        assigners.append(NearestCentreAssigner(np.zeros((1, data.n_features))))
+        types.append(moments_type)
+        ks.append(1)
+    if not assigners:
+        return starts, None
+    stats = statistics_pass_many(data, assigners, types, ks, split_every)
+    for i, pass_stats in zip(pending, stats):
+        starts[i] = pass_stats
+    return starts, stats[-1] if moments_type is not None else None
 
 
 def finish_starts(data: RowData, starts, covariance_types, n_components, reg_covar, split_every):
-    """Turn every assigner among ``starts`` into parameters, all in one shared pass.
+    """Every start as ``GaussianParams`` (scikit-learn's initial M-step), the assigners among
+    ``starts`` in one shared pass. A start whose M-step fails becomes the ``ValueError`` it
+    raised, for the caller to raise or record."""
+    stats, _ = starting_statistics(data, starts, covariance_types, n_components, split_every)
+    return [_initial_m_step(start_stats, reg_covar, data.dtype) for start_stats in stats]
 
-    ``starts`` are what :func:`start_for` returned; parameters pass through.
-    A start whose M-step fails becomes the ``ValueError`` it raised, for the
-    caller to raise or record.
-    """
-    starts = list(starts)
-    pending = [i for i, start in enumerate(starts) if not isinstance(start, GaussianParams)]
-    if not pending:
-        return starts
-    stats = statistics_pass_many(data, [starts[i] for i in pending], [covariance_types[i] for i in pending],
-                                 [n_components[i] for i in pending], split_every)
-    for i, pass_stats in zip(pending, stats):
-        try:
-            starts[i] = m_step(pass_stats, reg_covar, data.dtype, normalize_weights=False)
-        except ValueError as error:
-            starts[i] = error
+
+def _initial_m_step(stats, reg_covar, dtype):
+    try:
+        return m_step(stats, reg_covar, dtype, normalize_weights=False)
+    except ValueError as error:
+        return error
+
+
+def draw_starts(data: RowData, *, count, n_components, covariance_type, init_params, random_state,
+                sample_size=DEFAULT_INIT_SAMPLE_SIZE):
+    """``count`` starts as :func:`start_for` returns them, consuming ``random_state`` in the same
+    order as ``count`` separate initialisations (so restarts run together begin where one-by-one
+    restarts would). The sample is read once when it is all the rows."""
+    starts, all_rows = [], None
+    for _ in range(count):
+        sample = weights = None
+        if init_params != "random":
+            if data.n_samples > sample_size:
+                sample, weights = draw_sample(data, sample_size, random_state)
+            else:  # the "sample" is every row, drawn without random numbers: read it once
+                all_rows = all_rows or draw_sample(data, sample_size, random_state)
+                sample, weights = all_rows
+        starts.append(start_for(init_params, n_components, covariance_type, data, random_state, sample, weights))
     return starts
 
 
@@ -154,26 +192,15 @@ def initial_parameters(
 ) -> list:
     """``count`` starting parameters, as scikit-learn builds them, as a list.
 
-    The starts consume ``random_state`` in the same order as ``count``
-    separate initialisations, so restarts run together begin where one-by-one
-    restarts would; their assignment passes ('kmeans', 'random') are one
-    shared pass. User arrays (already validated) replace the corresponding
-    part of each start; when all three are given, no pass over the data is made.
+    The starts are drawn by :func:`draw_starts`; their assignment passes ('kmeans', 'random')
+    are one shared pass. User arrays (already validated) replace the corresponding part of each
+    start; when all three are given, no pass over the data is made.
     """
     if weights_init is not None and means_init is not None and precisions_init is not None:
         starts = [None] * count
     else:
-        starts, all_rows = [], None
-        for _ in range(count):
-            sample = weights = None
-            if init_params != "random":
-                if data.n_samples > sample_size:
-                    sample, weights = draw_sample(data, sample_size, random_state)
-                else:  # the "sample" is every row, drawn without random numbers: read it once
-                    all_rows = all_rows or draw_sample(data, sample_size, random_state)
-                    sample, weights = all_rows
-            starts.append(start_for(init_params, n_components, covariance_type, reg_covar, data,
-                                    random_state, sample, weights))
+        starts = draw_starts(data, count=count, n_components=n_components, covariance_type=covariance_type,
+                             init_params=init_params, random_state=random_state, sample_size=sample_size)
         starts = finish_starts(data, starts, [covariance_type] * count, [n_components] * count,
                                reg_covar, split_every)
         for start in starts:

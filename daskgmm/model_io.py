@@ -88,7 +88,9 @@ def _json_default(value):
 
 
 def save_model(estimator, path):
-    """Write a fitted :class:`daskgmm.GaussianMixture` to directory ``path``."""
+    """Write a fitted :class:`daskgmm.GaussianMixture` or :class:`daskgmm.BayesianGaussianMixture`
+    to directory ``path`` (a model's own arrays and scalars beyond the Gaussian ones are named by
+    its ``_model_arrays`` and ``_model_scalars``)."""
     from sklearn.utils.validation import check_is_fitted
 
     from importlib.metadata import PackageNotFoundError, version
@@ -100,7 +102,7 @@ def save_model(estimator, path):
     }
     random_state = estimator.random_state
     params["random_state"] = random_state if isinstance(random_state, (int, type(None))) else None
-    scalars = {name: getattr(estimator, name) for name in SCALARS}
+    scalars = {name: getattr(estimator, name) for name in SCALARS + estimator._model_scalars}
     scalars["lower_bounds_"] = [float(v) for v in scalars["lower_bounds_"]]
     scalars["lower_bound_"] = float(scalars["lower_bound_"])
     names = getattr(estimator, "feature_names_in_", None)
@@ -108,11 +110,13 @@ def save_model(estimator, path):
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "daskgmm_version": _installed_version(version, PackageNotFoundError),
+        "estimator": type(estimator).__name__,
         "params": params,
         "attributes": scalars,
         "feature_names_in_": None if names is None else [str(n) for n in names],
     }
-    write_directory(path, metadata, {name: getattr(estimator, name) for name in ARRAYS})
+    write_directory(path, metadata, {name: np.asarray(getattr(estimator, name))
+                                     for name in ARRAYS + estimator._model_arrays})
 
 
 def describe_model(path) -> dict:
@@ -130,10 +134,15 @@ def describe_model(path) -> dict:
                      "tied": lambda: np.broadcast_to(np.diagonal(covariances), (k, d)),
                      "diag": lambda: covariances,
                      "spherical": lambda: np.broadcast_to(covariances[:, None], (k, d))}[covariance_type]()
-        settings = ("tol", "reg_covar", "max_iter", "n_init", "init_params", "random_state", "init_sample_size")
+        settings = ("tol", "reg_covar", "max_iter", "n_init", "init_params", "random_state", "init_sample_size",
+                    "weight_concentration_prior_type", "weight_concentration_prior", "tol_per_row")
+        model = metadata.get("estimator", "GaussianMixture")
+        active = attributes.get("n_active_components_")
         return {
             "path": str(path),
+            "model": model,
             "n_components": int(k),
+            **({} if active is None else {"n_active_components": int(active)}),
             "covariance_type": covariance_type,
             "n_features": int(d),
             "dtype": str(means.dtype),
@@ -158,21 +167,8 @@ def _installed_version(version, not_found):
         return "unknown"
 
 
-def check_shapes(params):
-    from .stats import scatter_shape
-
-    k, d = params.means.shape
-    expected = scatter_shape(params.covariance_type, k, d)
-    if params.weights.shape != (k,) or params.covariances.shape != expected \
-            or params.precisions_cholesky.shape != expected:
-        raise ValueError(f"array shapes do not fit a {params.covariance_type} model of {k} components")
-    if not all(np.all(np.isfinite(a)) for a in (params.weights, params.means, params.covariances)):
-        raise ValueError("non-finite parameters")
-
-
 # ----------------------------------------------------------------- checkpoints
 CHECKPOINT_FORMAT = "daskgmm-checkpoint"
-PARAM_FIELDS = ("weights", "means", "covariances", "precisions_cholesky")
 
 
 # Fingerprint entries that are digests: named, not printed, when they differ.
@@ -228,12 +224,11 @@ class CheckpointFile:
 
     def _result(self, info, arrays, prefix):
         from .engine import FitResult
-        from .params import GaussianParams
 
-        params = GaussianParams(
-            self.fingerprint["covariance_type"], *(arrays[f"{prefix}_{name}"] for name in PARAM_FIELDS)
-        )
-        check_shapes(params)
+        start = f"{prefix}_"
+        params = params_type(self.fingerprint.get("model", "GaussianMixture")).from_arrays(
+            self.fingerprint["covariance_type"],
+            {name[len(start):]: value for name, value in arrays.items() if name.startswith(start)})
         return FitResult(params, float(info["lower_bound"]), list(info["lower_bounds"]),
                          int(info["n_iter"]), bool(info["converged"]))
 
@@ -249,8 +244,8 @@ class CheckpointFile:
                 "n_iter": int(result.n_iter),
                 "converged": bool(result.converged),
             })
-            for name in PARAM_FIELDS:
-                arrays[f"run{i}_{name}"] = np.asarray(getattr(result.params, name))
+            for name, value in result.params.to_arrays().items():
+                arrays[f"run{i}_{name}"] = value
         metadata = {
             "format": CHECKPOINT_FORMAT,
             "format_version": FORMAT_VERSION,
@@ -268,9 +263,9 @@ def checkpoint_for(estimator, data, warm_start):
         return None
     from .data import content_digest
 
-    settings = ("n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
-                "init_params", "init_sample_size", "reseed_collapsed")
-    fingerprint = {name: getattr(estimator, name) for name in settings}
+    fingerprint = {name: getattr(estimator, name) for name in estimator._fit_settings}
+    if type(estimator).__name__ != "GaussianMixture":
+        fingerprint["model"] = type(estimator).__name__
     fingerprint.update(
         n_samples=data.n_samples,
         n_features=data.n_features,
@@ -282,9 +277,20 @@ def checkpoint_for(estimator, data, warm_start):
                       else "instance"),
         warm_start=warm_start is not None,
         **{name: None if getattr(estimator, name) is None else np.asarray(getattr(estimator, name)).tolist()
-           for name in ("weights_init", "means_init", "precisions_init")},
+           for name in estimator._fit_arrays},
     )
     return CheckpointFile(estimator.checkpoint, fingerprint)
+
+
+def params_type(model: str):
+    """The parameter value type of an estimator's model (checkpoints name the model)."""
+    if model == "BayesianGaussianMixture":
+        from .variational import VariationalParams
+
+        return VariationalParams
+    from .params import GaussianParams
+
+    return GaussianParams
 
 
 def params_digest(params) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import linalg
 
-from .stats import SufficientStats
+from .stats import SufficientStats, scatter_shape
 
 ILL_DEFINED_COVARIANCE = (
     "Fitting the mixture model failed because some components have "
@@ -27,6 +27,9 @@ FLOAT32_HINT = (
     " The numerical accuracy can also be improved by passing float64"
     " data instead of float32."
 )
+
+
+PARAM_FIELDS = ("weights", "means", "covariances", "precisions_cholesky")
 
 
 @dataclass(frozen=True)
@@ -59,14 +62,25 @@ class GaussianParams:
     def n_features(self) -> int:
         return self.means.shape[1]
 
+    def log_weights(self) -> np.ndarray:
+        """The per-component term the E-step adds to each log-density: ``log w_k`` here."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.weights)
+
     def precisions(self) -> np.ndarray:
         """The precision matrices (inverse covariances) in the covariance layout."""
-        chol = self.precisions_cholesky
-        if self.covariance_type == "full":
-            return np.matmul(chol, np.swapaxes(chol, 1, 2))
-        if self.covariance_type == "tied":
-            return chol @ chol.T
-        return chol**2
+        return precisions_from_cholesky(self.precisions_cholesky, self.covariance_type)
+
+    def to_arrays(self) -> dict:
+        """The parameters as named arrays (checkpoints)."""
+        return {name: np.asarray(getattr(self, name)) for name in PARAM_FIELDS}
+
+    @classmethod
+    def from_arrays(cls, covariance_type: str, arrays: dict) -> "GaussianParams":
+        """The inverse of :meth:`to_arrays`; ``KeyError``/``ValueError`` for arrays that do not fit."""
+        params = cls(covariance_type, *(arrays[name] for name in PARAM_FIELDS))
+        check_shapes(params)
+        return params
 
     def astype(self, dtype) -> "GaussianParams":
         """The same parameters with every array cast to ``dtype``."""
@@ -77,6 +91,42 @@ class GaussianParams:
             covariances=np.asarray(self.covariances, dtype=dtype),
             precisions_cholesky=np.asarray(self.precisions_cholesky, dtype=dtype),
         )
+
+
+@dataclass(frozen=True)
+class ExpectedGaussianParams(GaussianParams):
+    """Gaussian log-densities with other per-component terms than ``log w_k``: the E-step of a
+    variational mixture (:mod:`daskgmm.variational`), which the chunk kernels run unchanged.
+
+    ``log_weight_terms`` (K,) replaces ``log w_k`` in every log-density; ``weights`` are the
+    mixture's (normalised) weights, for display only.
+    """
+
+    log_weight_terms: np.ndarray = None
+
+    def log_weights(self) -> np.ndarray:
+        return np.asarray(self.log_weight_terms, dtype=np.float64)
+
+
+def precisions_from_cholesky(precisions_cholesky, covariance_type):
+    """Precision matrices ``U U^T`` (full, tied) or ``U**2`` (diag, spherical)."""
+    chol = precisions_cholesky
+    if covariance_type == "full":
+        return np.matmul(chol, np.swapaxes(chol, 1, 2))
+    if covariance_type == "tied":
+        return chol @ chol.T
+    return chol**2
+
+
+def check_shapes(params):
+    """``ValueError`` when the arrays of ``params`` do not fit one model, or are not finite."""
+    k, d = params.means.shape
+    expected = scatter_shape(params.covariance_type, k, d)
+    if params.weights.shape != (k,) or params.covariances.shape != expected \
+            or params.precisions_cholesky.shape != expected:
+        raise ValueError(f"array shapes do not fit a {params.covariance_type} model of {k} components")
+    if not all(np.all(np.isfinite(a)) for a in (params.weights, params.means, params.covariances)):
+        raise ValueError("non-finite parameters")
 
 
 def compute_precision_cholesky(covariances, covariance_type, data_dtype=np.float64):

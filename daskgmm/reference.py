@@ -37,9 +37,7 @@ def weighted_log_prob(X, params: GaussianParams):
             factor = chol[k] * np.eye(n_features)
         whitened = diff @ factor
         log_det = np.sum(np.log(np.diag(factor)))
-        with np.errstate(divide="ignore"):
-            log_weight = np.log(params.weights[k])
-        out[:, k] = log_weight + log_det - 0.5 * n_features * math.log(2 * math.pi) \
+        out[:, k] = params.log_weights()[k] + log_det - 0.5 * n_features * math.log(2 * math.pi) \
             - 0.5 * np.sum(whitened**2, axis=1)
     return out
 

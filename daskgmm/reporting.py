@@ -121,7 +121,7 @@ class VerbosePrinter(SilentReporter):
 
 
 class TextProgress(SilentReporter):
-    """One line per EM pass: the mean log-likelihood and its change against ``tol`` (the
+    """One line per EM pass: the mean log-likelihood (or lower bound) and its change against ``tol`` (the
     convergence test; with several starts, the best and how many still run), and the pass's time.
     ``fit(X, progress=True)`` and the command line's ``fit`` use it.
 
@@ -135,10 +135,13 @@ class TextProgress(SilentReporter):
         Where lines go (default: print); None keeps them silent (the summary methods still work).
     live : callable ``(text)``, optional
         Shows the chunks done within a long pass (a terminal rewrites one line with it).
+    quantity : str
+        What the lower bound is ("mean log-likelihood"; a variational fit's "lower bound").
     """
 
-    def __init__(self, tol, n_init, write=print, live=None):
+    def __init__(self, tol, n_init, write=print, live=None, quantity="mean log-likelihood"):
         self.tol, self.several, self.write, self.live = tol, n_init > 1, write, live
+        self.quantity = quantity
         self.pass_seconds, self.latest, self.ended = [], {}, {}
 
     def iteration_end(self, init_index, n_iter, change, lower_bound):
@@ -162,11 +165,11 @@ class TextProgress(SilentReporter):
             change = max((abs(self.latest[i][1]) for i in running), default=0.0)
             state = (f"largest change {_change(change)} (tol {self.tol:g}), {len(running)} of "
                      f"{len(self.latest)} starts still running") if running else "all converged or done"
-            line = f"best mean log-likelihood {self.latest[best][2]: .6f} (start {best + 1}), {state}"
+            line = f"best {self.quantity} {self.latest[best][2]: .6f} (start {best + 1}), {state}"
         else:
             (_, change, lower_bound), = self.latest.values()
             state = "converged" if self.ended.get(0, (0, False))[1] else f"change {_change(change)} (tol {self.tol:g})"
-            line = f"mean log-likelihood {lower_bound: .6f}  {state}"
+            line = f"{self.quantity} {lower_bound: .6f}  {state}"
         self.latest.clear()
         self.write(f"  iteration {n_iter:>3}  {line}  {seconds:.2f} s")
 

@@ -26,7 +26,8 @@ from .estimator import GaussianMixture
 from .family import GaussianFamily
 from .fitted import fitted_estimator
 from .init import DEFAULT_INIT_SAMPLE_SIZE, draw_sample, finish_starts, start_for
-from .params import GaussianParams, information_criteria
+from .params import information_criteria
+from .stats import SufficientStats
 from .reporting import Reporters
 from .runtime import check_worker_memory, worker_deaths_explained
 
@@ -179,9 +180,9 @@ def _initial_params(candidates, data, reg_covar, random_state, sample_size, spli
     if any(c.init_params != "random" for c in candidates):
         sample, weights = draw_sample(data, sample_size, random_state)
         passes += 1
-    starts = [start_for(c.init_params, c.n_components, c.covariance_type, reg_covar, data, random_state,
+    starts = [start_for(c.init_params, c.n_components, c.covariance_type, data, random_state,
                         sample, weights) for c in candidates]
-    if not all(isinstance(start, GaussianParams) for start in starts):
+    if not all(isinstance(start, SufficientStats) for start in starts):
         passes += 1
     starts = finish_starts(data, starts, [c.covariance_type for c in candidates],
                            [c.n_components for c in candidates], reg_covar, split_every)

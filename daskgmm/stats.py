@@ -157,3 +157,19 @@ def merge_stats(*parts: SufficientStats) -> SufficientStats:
 def merge_stats_lists(*parts: list) -> list:
     """Merge per-model lists of statistics position by position (several models in one tree)."""
     return [merge_stats(*column) for column in zip(*parts)]
+
+
+def pooled(stats: SufficientStats):
+    """``(mass, mean, scatter)`` of all components' rows together: the data's own weighted
+    moments when every row's responsibilities sum to one (an EM or initialisation pass).
+
+    The scatter is centred on the pooled mean, in the layout of ``stats.covariance_type`` for one
+    component: full and tied ``(D, D)``, diag ``(D,)``, spherical a scalar (the trace).
+    """
+    mass = float(np.sum(stats.resp_sum))
+    mean = stats.resp_sum @ stats.means / mass
+    delta = stats.means - mean
+    between = _scatter_correction(stats.covariance_type, stats.resp_sum, delta)
+    if stats.covariance_type == "tied":
+        return mass, mean, stats.scatter + between
+    return mass, mean, stats.scatter.sum(axis=0) + between.sum(axis=0)

@@ -1,4 +1,4 @@
-"""Checks of the user's initial arrays (``weights_init``, ``means_init``, ``precisions_init``).
+"""Checks of the user's initial arrays (``weights_init``, ``means_init``, ``precisions_init``) and priors.
 
 The same checks, in the same order and with the same messages, as scikit-learn's
 ``GaussianMixture`` makes; written here so that daskgmm does not call scikit-learn's private
@@ -72,3 +72,28 @@ def check_init_arrays(weights_init, means_init, precisions_init, covariance_type
         None if precisions_init is None else check_precisions(precisions_init, covariance_type, n_components,
                                                               n_features),
     )
+
+
+def check_priors(estimator, n_features):
+    """A ``BayesianGaussianMixture``'s ``(mean_prior, degrees_of_freedom_prior,
+    covariance_prior)`` as given, checked as scikit-learn checks them (``_check_parameters``);
+    None stays None (a prior taken from the data)."""
+    mean_prior = estimator.mean_prior
+    if mean_prior is not None:
+        mean_prior = check_array(mean_prior, dtype=[np.float64, np.float32], ensure_2d=False)
+        _check_shape(mean_prior, (n_features,), "means")
+    dof = estimator.degrees_of_freedom_prior
+    if dof is not None and not dof > n_features - 1.0:
+        raise ValueError("The parameter 'degrees_of_freedom_prior' should be greater than %d, but got %.3f."
+                         % (n_features - 1, dof))
+    covariance_type, covariance_prior = estimator.covariance_type, estimator.covariance_prior
+    if covariance_prior is not None and covariance_type != "spherical":
+        covariance_prior = check_array(covariance_prior, dtype=[np.float64, np.float32], ensure_2d=False)
+        shape = (n_features, n_features) if covariance_type in ("full", "tied") else (n_features,)
+        _check_shape(covariance_prior, shape, f"{covariance_type} covariance_prior")
+        if covariance_type == "diag":
+            if np.any(np.less_equal(covariance_prior, 0.0)):
+                raise ValueError(f"'{covariance_type} precision' should be positive")  # (sic) as scikit-learn words it
+        else:
+            _check_precision_matrix(covariance_prior, covariance_type)
+    return mean_prior, dof, covariance_prior

@@ -47,6 +47,13 @@ def test_model_selection_picks_the_four_stretched_blobs(tmp_path):
         assert (tmp_path / name).stat().st_size > 20_000
 
 
+def test_bayesian_mixture_switches_off_what_bic_leaves_out(tmp_path):
+    out = run_example("bayesian.py", "--out", tmp_path)
+    assert "Bayesian mixture of 10 components: 4 carry weight" in out and "converged: True" in out
+    assert "BIC over K = 1..10 (full): K = 4" in out
+    assert (tmp_path / "bayesian.png").stat().st_size > 20_000
+
+
 def test_image_segmentation_photo_and_tiled_zarr(tmp_path):
     out = run_example("image_segmentation.py", "--tiles", "2", "--components", "4", "--out", tmp_path)
     assert out.count("converged True") == 2

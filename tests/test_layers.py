@@ -9,7 +9,7 @@ import daskgmm
 LAYERS = [
     {"stats", "runtime", "outputs", "cluster", "plot", "datasets", "reporting", "validation", "certificates"},
     {"params"},
-    {"blocks"},
+    {"blocks", "variational"},
     {"densities"},
     {"moments", "reference"},
     {"kernels"},
@@ -17,7 +17,8 @@ LAYERS = [
     {"data"},
     {"engine"},
     {"init", "model_io"},
-    {"estimator"},
+    {"base"},
+    {"estimator", "bayesian"},
     {"fitted"},
     {"selection"},
     {"demo"},

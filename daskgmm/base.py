@@ -1,0 +1,281 @@
+"""What daskgmm's estimators share: fitting through the engine, per-row outputs, files.
+
+:class:`DaskMixtureMixin` sits in front of a scikit-learn mixture estimator
+(``GaussianMixture``, ``BayesianGaussianMixture``): the subclass is the scikit-learn class
+(constructor, validation, messages, ``sample``, ``get_params``), the mixin replaces fitting
+and every per-row method with passes over row-chunked Dask arrays (:mod:`daskgmm.engine`).
+A model names its own part through a few hooks: its arguments' checks, its model family, its
+starts, what a warm start continues from, how a fit is stored and which parameters the
+per-row methods evaluate.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from numbers import Integral
+
+import dask
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .data import RowData, as_dask_rows, as_sample_weight, feature_names
+from .engine import FitResult, fit_mixture, per_row_pass
+from .model_io import checkpoint_for, save_model
+from .outputs import check_output
+from .reporting import Reporters, TextProgress, VerbosePrinter
+from .runtime import blas_threads_for, check_worker_memory, worker_deaths_explained
+
+# daskgmm's own constructor parameters, shared by its estimators (documented on each)
+DASK_PARAMETER_CONSTRAINTS = {
+    "chunk_rows": [Interval(Integral, 1, None, closed="left"), None],
+    "split_every": [Interval(Integral, 2, None, closed="left")],
+    "init_sample_size": [Interval(Integral, 1, None, closed="left")],
+    "persist": [StrOptions({"auto"}), "boolean"],
+    "checkpoint": [str, os.PathLike, None],
+    "device": [StrOptions({"cpu", "cuda"})],
+}
+
+
+class DaskMixtureMixin:
+    """Fitting and per-row methods on Dask arrays for a scikit-learn mixture estimator.
+
+    Hooks a model supplies: ``_check_model_arguments(n_features)``, ``_family(data,
+    checked)``, ``_starts(data, count, random_state, family, checked)``,
+    ``_warm_start_params()``, ``_convergence_tol(data)``, ``_store(result, dtype)``,
+    ``_per_row_params()``, and the class attributes ``_fit_settings``/``_fit_arrays`` (what
+    a checkpoint's fingerprint holds) and ``_bound_name`` (how progress names the bound).
+    """
+
+    _bound_name = "mean log-likelihood"
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y=None, sample_weight=None, *, progress=None):
+        """Estimate model parameters with the EM algorithm.
+
+        Fits ``n_init`` times (once, continuing, with ``warm_start``) and keeps
+        the run with the largest final lower bound. Each iteration reads the
+        data once. A failed fit leaves the estimator as it was.
+
+        Parameters
+        ----------
+        X : array-like, DataFrame, dask array, zarr array, xarray DataArray or path
+            of shape (n_samples, n_features). Rows are samples. Dask arrays may
+            have any row chunking; split columns are rechunked to whole rows
+            once. A path (Zarr, HDF5, .npy, Parquet, CSV) is opened with
+            :func:`daskgmm.open_array`.
+        y : Ignored
+        sample_weight : array-like or dask array of shape (n_samples,), optional
+            Non-negative per-row weights: every statistic is weighted, weight 2
+            is the same as a duplicated row, unit weights the same as none.
+        progress : bool or object, optional
+            True prints one line per EM pass (the lower bound, its change
+            against ``tol``, the pass's time), in a terminal or a notebook.
+            An object receives ``init_begin(i)``,
+            ``iteration_end(i, n_iter, change, lower_bound)``,
+            ``init_end(i, lower_bound, converged)`` (``i`` numbers the
+            starts; they advance together), ``pass_end(seconds)`` and
+            ``chunks_done(done, total)`` within a pass; methods it lacks are
+            skipped.
+
+        Returns
+        -------
+        self : estimator
+        """
+        self._fit(X, sample_weight, progress)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit the model and return the most probable component of each row.
+
+        The labels are computed with the final parameters, so they equal
+        ``fit(X).predict(X)``. Lazy (a dask array) for Dask input.
+
+        Returns
+        -------
+        labels : ndarray or dask array of shape (n_samples,)
+        """
+        data = self._fit(X, sample_weight)
+        return self._map_rows(data.X, data.in_memory, "label")
+
+    def _fit(self, X, sample_weight, progress=None) -> RowData:
+        with worker_deaths_explained() as known:
+            return self._fit_explained(X, sample_weight, progress, known)
+
+    def _fit_explained(self, X, sample_weight, progress, known) -> RowData:
+        self._validate_params()
+        self._check_device()
+        X_rows, in_memory, names = self._open_rows(X, ensure_min_samples=2)
+        known["chunk_bytes"] = max(X_rows.chunks[0]) * X_rows.shape[1] * X_rows.dtype.itemsize
+        check_worker_memory(known["chunk_bytes"])
+        n_samples, n_features = X_rows.shape
+        if n_samples < self.n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components "
+                f"but got n_components = {self.n_components}, "
+                f"n_samples = {n_samples}"
+            )
+        checked = self._check_model_arguments(n_features)
+        data = RowData(X_rows, as_sample_weight(sample_weight, X_rows), in_memory)
+
+        warm_start = None
+        if self.warm_start and hasattr(self, "converged_"):
+            warm_start = FitResult(self._warm_start_params(), self.lower_bound_)
+            if warm_start.params.n_features != n_features:
+                raise ValueError(
+                    f"X has {n_features} features, but the warm start is from a model of "
+                    f"{warm_start.params.n_features} features. Fit X with warm_start=False."
+                )
+        random_state = check_random_state(self.random_state)
+        n_starts = 1 if warm_start else self.n_init
+        if progress is True:
+            progress = TextProgress(self.tol, n_starts, quantity=self._bound_name)
+        family = self._family(data, checked)
+
+        def initialise(placed_data, count):
+            return self._starts(placed_data, count, random_state, family, checked)
+
+        result = fit_mixture(
+            data,
+            initialise,
+            n_init=self.n_init,
+            tol=self._convergence_tol(data),
+            max_iter=self.max_iter,
+            family=family,
+            warm_start=warm_start,
+            split_every=self.split_every,
+            persist=self.persist,
+            reporter=Reporters(VerbosePrinter(self.verbose, self.verbose_interval, n_starts), progress),
+            checkpoint=checkpoint_for(self, data, warm_start),
+            device=self.device,
+        )
+        if not result.converged and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. "
+                "Try different init parameters, or increase max_iter, "
+                "tol, or check for degenerate data.",
+                ConvergenceWarning,
+            )
+        # Only now, with the fit complete, does the estimator change.
+        self._check_features(X_rows, names, reset=True)
+        self._store(result, data.dtype)
+        return data
+
+    def _convergence_tol(self, data: RowData) -> float:
+        return self.tol
+
+    def save(self, path, *, overwrite=False):
+        """Write the fitted model to directory ``path`` (JSON + NPZ, no pickle).
+
+        Read it back with :func:`daskgmm.load`; loading runs no code from the
+        file. ``path`` may be new or an empty directory; a model saved there
+        before is replaced (atomically) only with ``overwrite=True``, and
+        anything else that is there is never replaced (``OutputError``).
+        """
+        check_is_fitted(self)
+        check_output(path, "model", overwrite=overwrite)
+        save_model(self, path)
+
+    # ------------------------------------------------------------ per-row output
+    def _open_rows(self, X, ensure_min_samples=1):
+        """``(rows, in_memory, feature names)`` of any input ``fit`` accepts: array-likes,
+        DataFrames (pandas or Dask), Dask arrays, stored arrays and paths, all opened alike."""
+        names = feature_names(X)
+        rows, in_memory = as_dask_rows(X, chunk_rows=self.chunk_rows, ensure_min_samples=ensure_min_samples,
+                                       default_rows=self._default_chunk_rows())
+        return rows, in_memory, names
+
+    def _check_features(self, rows, names, *, reset):
+        """scikit-learn's checks (and, with ``reset``, attributes) of the number and names of
+        features, through its public ``validate_data`` (the rows themselves are checked chunk
+        by chunk, never gathered here)."""
+        if names is not None:
+            import pandas as pd  # a DataFrame was given, so pandas is there
+
+            rows = pd.DataFrame(columns=names)  # names and count of the columns: all that is checked
+        validate_data(self, rows, reset=reset, skip_check_array=True)
+
+    def _rows_for_prediction(self, X):
+        check_is_fitted(self)
+        rows, in_memory, names = self._open_rows(X)
+        self._check_features(rows, names, reset=False)
+        return rows, in_memory
+
+    def _default_chunk_rows(self):
+        """Chunking of in-memory input: larger chunks for the GPU (see :mod:`daskgmm.gpu`)."""
+        if self.device == "cuda":
+            from . import gpu
+
+            return gpu.default_chunk_rows
+        return None
+
+    def _check_device(self):
+        """A clear error before any work when ``device="cuda"`` cannot run here."""
+        if self.device == "cuda":
+            from . import gpu
+
+            gpu.cupy_or_error()
+
+    def _map_rows(self, X_rows, in_memory, output):
+        """Every row's ``output`` ("label", "proba", "log_norm") through the engine
+        (:func:`~daskgmm.engine.per_row_pass`): lazy for Dask input, computed at once for
+        in-memory input, on the estimator's device.
+
+        Rows are computed in the wider of their dtype and the model's, as
+        scikit-learn does: a float64 model scores float32 data in float64.
+        """
+        self._check_device()
+        X_rows = X_rows.astype(np.result_type(X_rows.dtype, self.means_.dtype), copy=False)
+        out = per_row_pass(X_rows, self._per_row_params(), output, self.device)
+        if not in_memory:
+            return out
+        with blas_threads_for(X_rows.numblocks[0]):
+            return out.compute()
+
+    def predict(self, X):
+        """Most probable component of each row.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,), or a lazy dask array with X's
+            row chunks for Dask input.
+        """
+        return self._map_rows(*self._rows_for_prediction(X), "label")
+
+    def predict_proba(self, X):
+        """Posterior probability of each component for each row.
+
+        Returns
+        -------
+        resp : ndarray of shape (n_samples, n_components), or a lazy dask array.
+        """
+        return self._map_rows(*self._rows_for_prediction(X), "proba")
+
+    def score_samples(self, X):
+        """Log-likelihood of each row under the model.
+
+        Returns
+        -------
+        log_prob : ndarray of shape (n_samples,), or a lazy dask array.
+        """
+        return self._map_rows(*self._rows_for_prediction(X), "log_norm")
+
+    def score(self, X, y=None):
+        """Mean per-row log-likelihood of ``X`` (a float, computed in one pass)."""
+        return self._mean_log_likelihood(X)[0]
+
+    def _mean_log_likelihood(self, X, sample_weight=None):
+        """``(weighted mean log-likelihood, total weight)`` of ``X``, in one pass."""
+        rows, _ = self._rows_for_prediction(X)
+        scores = self._map_rows(rows, False, "log_norm")  # lazy: summed in the same pass
+        weights = as_sample_weight(sample_weight, rows)
+        if weights is None:
+            total, weight_sum = scores.sum(dtype=np.float64), rows.shape[0]
+        else:
+            total, weight_sum = (scores * weights).sum(dtype=np.float64), weights.sum()
+        with blas_threads_for(rows.numblocks[0]):
+            total, weight_sum = dask.compute(total, weight_sum)
+        return float(total / weight_sum), float(weight_sum)
