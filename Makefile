@@ -38,13 +38,15 @@ $(OLDEST)/.installed: pyproject.toml
 test-oldest: $(OLDEST)/.installed
 	$(OLDEST)/bin/python -m pytest -q -p no:cacheprovider tests/test_estimator.py tests/test_parity.py \
 		tests/test_edge_cases.py tests/test_restarts.py tests/test_model_io.py tests/test_selection.py \
-		tests/test_init.py tests/test_awkward_data.py tests/test_numerics.py
+		tests/test_init.py tests/test_awkward_data.py tests/test_numerics.py tests/test_bayesian.py \
+		tests/test_sklearn_bayesian_suite.py
 
-## bench: daskgmm vs scikit-learn per EM iteration, parity, Dask overhead and init cost (tables in benchmarks/results/)
+## bench: daskgmm vs scikit-learn per EM iteration (GaussianMixture, BayesianGaussianMixture), parity, Dask overhead and init cost (tables in benchmarks/results/)
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/compare.py
 	$(BIN)/python benchmarks/parity.py
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/bayesian.py
 
 ## bench-out-of-core: a 10 GiB Zarr fit on 2 workers x 1 GiB, plus the scaling terms
 bench-out-of-core: $(VENV)/.installed-test

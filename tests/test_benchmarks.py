@@ -46,3 +46,14 @@ def test_out_of_core_benchmark_runs_small(tmp_path):
     assert "restarted workers: none" in out and "spilled: 0 bytes" in out
     deviation = float(out.split("max relative deviation")[1].split()[0])
     assert deviation < 1e-12
+
+
+def test_bayesian_quick_writes_its_table(tmp_path):
+    result = subprocess.run([sys.executable, "benchmarks/bayesian.py", "--quick", "--repeat", "1", "--out",
+                             str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "bayesian.json").read_text())
+    assert {(r["covariance_type"], r["dtype"]) for r in report["rows"]} == {
+        (t, d) for t in ("full", "diag") for d in ("float64", "float32")}
+    assert all(np.isfinite([r["sklearn_bgm_s"], r["daskgmm_bgm_s"], r["daskgmm_gmm_s"]]).all() for r in report["rows"])
+    assert "| scikit-learn BGM s/it |" in (tmp_path / "bayesian.md").read_text()

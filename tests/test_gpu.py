@@ -153,3 +153,21 @@ def test_device_cuda_is_wired_through_the_engine_and_the_estimator(monkeypatch, 
     np.testing.assert_array_equal(on_gpu.predict(X), cpu.predict(X))
     assert relative_deviation(on_gpu.predict_proba(X), cpu.predict_proba(X)) < 1e-9
     assert relative_deviation(on_gpu.score_samples(X), cpu.score_samples(X)) < 1e-9
+
+
+@needs_gpu
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_gpu_bayesian_mixture_parity_with_scikit_learn(covariance_type):
+    from sklearn.mixture import BayesianGaussianMixture as SklearnBayesianGaussianMixture
+
+    from daskgmm import BayesianGaussianMixture
+
+    X = make_data(n_samples=1500, n_components=4, offset=50.0, seed=3)
+    settings = dict(n_components=6, covariance_type=covariance_type, max_iter=40, random_state=0)
+    reference = fit_quietly(SklearnBayesianGaussianMixture(**settings), X)
+    ours = fit_quietly(BayesianGaussianMixture(**settings, chunk_rows=400, device="cuda"), X)
+    for name in ("weights_", "means_", "covariances_", "mean_precision_", "degrees_of_freedom_"):
+        np.testing.assert_allclose(getattr(ours, name), getattr(reference, name), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(ours.lower_bounds_, np.ravel(reference.lower_bounds_), rtol=1e-9)
+    np.testing.assert_array_equal(ours.predict(X), reference.predict(X))
+    np.testing.assert_allclose(ours.score_samples(X), reference.score_samples(X), rtol=1e-9)
