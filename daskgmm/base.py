@@ -22,11 +22,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .data import RowData, as_dask_rows, as_sample_weight, feature_names
+from .data import RowData, as_dask_rows, as_sample_weight, describe_input, feature_names
 from .engine import FitResult, fit_mixture, per_row_pass
 from .model_io import checkpoint_for, save_model
 from .outputs import check_output
-from .reporting import Reporters, TextProgress, VerbosePrinter
+from .reporting import NotebookProgress, Reporters, TextProgress, VerbosePrinter, in_notebook
 from .runtime import blas_threads_for, check_worker_memory, worker_deaths_explained
 
 # daskgmm's own constructor parameters, shared by its estimators (documented on each)
@@ -72,8 +72,10 @@ class DaskMixtureMixin:
             Non-negative per-row weights: every statistic is weighted, weight 2
             is the same as a duplicated row, unit weights the same as none.
         progress : bool or object, optional
-            True prints one line per EM pass (the lower bound, its change
-            against ``tol``, the pass's time), in a terminal or a notebook.
+            True shows the progress of the fit: in a terminal one line per EM
+            pass (the lower bound, its change against ``tol``, the pass's time);
+            in a Jupyter notebook the same in one cell, updated in place, with a
+            bar of the chunks done within the running pass.
             An object receives ``init_begin(i)``,
             ``iteration_end(i, n_iter, change, lower_bound)``,
             ``init_end(i, lower_bound, converged)`` (``i`` numbers the
@@ -131,8 +133,10 @@ class DaskMixtureMixin:
                 )
         random_state = check_random_state(self.random_state)
         n_starts = 1 if warm_start else self.n_init
+        tol = self._convergence_tol(data)
         if progress is True:
-            progress = TextProgress(self.tol, n_starts, quantity=self._bound_name)
+            progress = (NotebookProgress(tol, n_starts, quantity=self._bound_name) if in_notebook()
+                        else TextProgress(tol, n_starts, quantity=self._bound_name))
         family = self._family(data, checked)
 
         def initialise(placed_data, count):
@@ -142,7 +146,7 @@ class DaskMixtureMixin:
             data,
             initialise,
             n_init=self.n_init,
-            tol=self._convergence_tol(data),
+            tol=tol,
             max_iter=self.max_iter,
             family=family,
             warm_start=warm_start,
@@ -162,6 +166,7 @@ class DaskMixtureMixin:
         # Only now, with the fit complete, does the estimator change.
         self._check_features(X_rows, names, reset=True)
         self._store(result, data.dtype)
+        self._data_source = describe_input(X, X_rows, sample_weight)
         return data
 
     def _convergence_tol(self, data: RowData) -> float:

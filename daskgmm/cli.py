@@ -25,6 +25,7 @@ from .console import (
     log_decisions,
     live_line,
     open_source,
+    source_words,
     overwrite_option,
     parse_k_values,
     peak_memory_mib,
@@ -148,7 +149,9 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
             click.echo(f"EM: until the {bound} changes by less than {tol:g} in an iteration "
                        f"(at most {max_iter})" + (f", {n_init} starts advancing together" if n_init > 1 else ""),
                        err=True)
-        progress = TextProgress(tol, n_init, write=None if quiet else terminal_line,
+        # the change shown is the total's: so is the tolerance beside it
+        progress = TextProgress(tol * X.shape[0] if tol_per_row else tol, n_init,
+                                write=None if quiet else terminal_line,
                                 live=None if quiet or not sys.stderr.isatty() else live_line,
                                 quantity=gmm._bound_name)
         started = time.perf_counter()
@@ -169,6 +172,7 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
         peaks = peak_memory_mib(client)
         dashboard = client.dashboard_link if client is not None else None
     if out:
+        gmm._data_source["source"] = source_words(data, dataset, columns, flatten)
         gmm.save(out, overwrite=overwrite)
     if as_json:
         for warning in caught:
@@ -304,6 +308,10 @@ def info(model, as_json):
     click.echo("fit settings: " + ", ".join(f"{name}={value}" for name, value in description["settings"].items()))
     click.echo(f"iterations: {description['n_iter']}, converged: {description['converged']}, "
                + ("lower bound" if bayesian else "mean log-likelihood") + f": {description['lower_bound']:.6f}")
+    fitted_on = description["data"]
+    if fitted_on is not None:
+        click.echo(f"fitted on: {fitted_on['source']} ({fitted_on['n_samples']:,} rows x {fitted_on['n_features']} "
+                   f"features, {fitted_on['dtype']}{', weighted' if fitted_on['weighted'] else ''})")
     if description["feature_names"] is not None:
         click.echo("features: " + ", ".join(map(str, description["feature_names"])))
     for k, component in enumerate(description["components"]):
@@ -384,6 +392,9 @@ def select(data, dataset, columns, chunk_bytes, flatten, k_range, covariance_typ
             writer.writeheader()
             writer.writerows(result.table)
     if out:
+        from .data import describe_input
+
+        best._data_source = describe_input(source_words(data, dataset, columns, flatten), X, None)
         best.save(out, overwrite=overwrite)
         if not as_json:
             click.echo(f"best model written to {out}")

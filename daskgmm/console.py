@@ -161,6 +161,13 @@ def parse_k_values(text):
     return values
 
 
+def source_words(data, dataset, columns, flatten):
+    """The data as the command line named them (a model file records it for ``info``)."""
+    options = [f"--dataset {dataset}" if dataset else "", f"--columns {columns}" if columns else "",
+               "--flatten" if flatten else ""]
+    return " ".join([data] + [option for option in options if option])
+
+
 def open_source(data, dataset, columns, chunk_bytes, flatten, with_sample_shape=False):
     """The data as rows (and, if asked, the samples' shape before --flatten, e.g. an image's (H, W))."""
     from pathlib import Path

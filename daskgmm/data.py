@@ -239,3 +239,17 @@ def content_digest(data: RowData) -> str:
     for values in dask.compute(*[array[index] for array in arrays]):
         digest.update(np.ascontiguousarray(values).tobytes())
     return digest.hexdigest()
+
+
+def describe_input(X, rows, sample_weight) -> dict:
+    """What a model was fitted on, for its file (``daskgmm info``): the path, or the kind of
+    array (with a Zarr array's store), and the rows' shape and dtype."""
+    if isinstance(X, (str, os.PathLike)):
+        source = os.fspath(X)
+    else:
+        source = f"{type(X).__module__.split('.')[0]}.{type(X).__name__}"
+        store = getattr(X, "store_path", None)
+        if store is not None:
+            source += f" at {store}"
+    return {"source": source, "n_samples": int(rows.shape[0]), "n_features": int(rows.shape[1]),
+            "dtype": str(rows.dtype), "weighted": sample_weight is not None}

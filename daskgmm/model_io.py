@@ -114,6 +114,7 @@ def save_model(estimator, path):
         "params": params,
         "attributes": scalars,
         "feature_names_in_": None if names is None else [str(n) for n in names],
+        "data": getattr(estimator, "_data_source", None),  # what it was fitted on (info)
     }
     write_directory(path, metadata, {name: np.asarray(getattr(estimator, name))
                                      for name in ARRAYS + estimator._model_arrays})
@@ -152,6 +153,7 @@ def describe_model(path) -> dict:
             "converged": attributes["converged_"],
             "lower_bound": attributes["lower_bound_"],
             "feature_names": metadata.get("feature_names_in_"),
+            "data": metadata.get("data"),
             "daskgmm_version": metadata.get("daskgmm_version"),
             "components": [{"weight": float(weights[j]), "mean": means[j].tolist(),
                             "spread": np.sqrt(variances[j]).tolist()} for j in range(k)],

@@ -196,3 +196,73 @@ class TextProgress(SilentReporter):
 
 def _change(change):
     return f"{change:.2e}" if math.isfinite(change) else "- (first iteration)"
+
+
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (where ``progress=True`` shows :class:`NotebookProgress`)."""
+    import sys
+
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
+class NotebookProgress(TextProgress):
+    """A fit's progress in a notebook cell, updated in place: the latest pass's line (as
+    :class:`TextProgress` words it), a bar of the chunks done within the running pass, and at
+    the end the time per pass and, with several starts, which one won. Plain HTML through
+    IPython's display (no widget library needed).
+
+    Parameters
+    ----------
+    tol, n_init, quantity
+        As for :class:`TextProgress`.
+    display : callable, optional
+        ``display(html) -> handle`` with ``handle.update(html)``; default IPython's
+        ``display(HTML(...), display_id=True)``.
+    """
+
+    def __init__(self, tol, n_init, quantity="mean log-likelihood", display=None):
+        super().__init__(tol, n_init, write=self._show_pass, live=self.chunks_done, quantity=quantity)
+        self.n_init, self.display = n_init, display or _ipython_display
+        self.handle, self.line, self.started = None, "", None
+
+    def init_begin(self, init_index):
+        if self.started is None:
+            self.started = time.perf_counter()
+            self._render("initialisation done, first pass running")
+
+    def chunks_done(self, done, total):
+        if done < total:
+            self._render(f'<progress value="{done}" max="{total}" style="width:12em"></progress> '
+                         f"pass {len(self.pass_seconds) + 1}: {done} of {total} chunks")
+
+    def pass_end(self, seconds):
+        super().pass_end(seconds)  # the pass's line, through _show_pass
+        if len(self.ended) == self.n_init:
+            self._render(_escape("; ".join([self.pass_time()] + ([self.winner()] if self.winner() else []))))
+
+    def _show_pass(self, line):
+        self.line = line.strip()
+        self._render()
+
+    def _render(self, extra=""):
+        elapsed = "" if self.started is None else f" ({time.perf_counter() - self.started:.1f} s)"
+        html = (f"<div style='font-family:monospace'><b>daskgmm</b>{_escape(elapsed)}<br>"
+                f"{_escape(self.line)}{'<br>' if self.line and extra else ''}{extra}</div>")
+        if self.handle is None:
+            self.handle = self.display(html)
+        else:
+            self.handle.update(html)
+
+
+def _ipython_display(html):
+    from IPython.display import HTML, display
+
+    return display(HTML(html), display_id=True)
+
+
+def _escape(text):
+    import html
+
+    return html.escape(text)

@@ -66,6 +66,7 @@ def test_fit_info_predict_score(store):
 
     described = run("info", folder / "model").stdout
     assert "3 components, diag covariances, 3 features" in described and "component 2: weight" in described
+    assert f"fitted on: {folder / 'x.zarr'} (4,000 rows x 3 features, float64)" in described
 
     run("predict", folder / "model", folder / "x.zarr", "--out", folder / "labels.zarr")
     np.testing.assert_array_equal(zarr.open_array(folder / "labels.zarr")[:], reference.predict(X))

@@ -202,3 +202,34 @@ def test_chunks_done_within_a_pass_are_told_and_change_nothing(X, scheduler):
     total = dx.numblocks[0]
     assert chunks.passes == watched.n_iter_ and chunks.calls.count((total, total)) == chunks.passes
     assert all(total == t and 1 <= done <= t for done, t in chunks.calls)
+
+
+class Cell:
+    """What IPython's ``display(..., display_id=True)`` gives: one output, updated in place."""
+
+    def __init__(self):
+        self.shown = []
+
+    def __call__(self, html):
+        self.shown.append(html)
+        return self
+
+    def update(self, html):
+        self.shown.append(html)
+
+
+def test_notebook_progress_updates_one_cell_with_passes_chunks_and_the_winner(X):
+    from daskgmm.reporting import NotebookProgress, in_notebook
+
+    assert not in_notebook()  # pytest is no Jupyter kernel: progress=True prints lines here
+    cell = Cell()
+    dx, _ = counting_reads(X, CHUNK_ROWS)
+    progress = NotebookProgress(1e-4, 3, display=cell)
+    gmm = GaussianMixture(4, random_state=0, tol=1e-4, n_init=3, max_iter=30, persist=False).fit(dx, progress=progress)
+    assert "initialisation done" in cell.shown[0]
+    assert any("<progress value=" in html and f"of {dx.numblocks[0]} chunks" in html for html in cell.shown)
+    passes = [html for html in cell.shown if "  iteration" in html or "iteration " in html]
+    assert len({html.split("<br>")[1] for html in passes}) >= max(gmm.n_iter_, 2)
+    last = cell.shown[-1]
+    assert f"best of 3 starts: start {progress.best_start()}" in last and "s per pass" in last
+    assert f"best mean log-likelihood {gmm.lower_bound_: .6f}" in last
