@@ -43,7 +43,7 @@ def plot_convergence(gmm, ax=None):
     ax.plot(np.arange(1, bounds.size + 1), bounds, marker="o")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("EM iteration")
-    ax.set_ylabel("mean log-likelihood")
+    ax.set_ylabel(getattr(gmm, "_bound_name", "mean log-likelihood"))
     ax.set_title(f"{'converged' if gmm.converged_ else 'did not converge'} after {gmm.n_iter_} iterations")
     return ax
 

@@ -15,6 +15,7 @@ from daskgmm.model_io import describe_model
 from daskgmm.variational import PriorSettings, Priors
 
 from conftest import COVARIANCE_TYPES, counting_reads, fit_quietly, make_data
+from test_checkpoint import interrupting
 
 PRIOR_TYPES = ["dirichlet_process", "dirichlet_distribution"]
 ATTRIBUTES = ["weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_", "mean_precision_",
@@ -196,18 +197,6 @@ def test_save_load_and_describe(X_far, tmp_path):
                             "dtype": "float64", "weighted": False}
     assert "mean_precision_" in np.load(tmp_path / "m" / "arrays.npz").files
     assert json.loads((tmp_path / "m" / "model.json").read_text())["estimator"] == "BayesianGaussianMixture"
-
-
-def interrupting(X, after_reads):
-    count = [0]
-
-    def read(block):
-        count[0] += 1
-        if count[0] > after_reads:
-            raise KeyboardInterrupt
-        return block
-
-    return da.from_array(X, chunks=500).map_blocks(read, dtype=X.dtype)
 
 
 def test_checkpoint_resume_ends_as_the_uninterrupted_fit(X_far, tmp_path):

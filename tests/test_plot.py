@@ -31,3 +31,15 @@ def test_components_and_convergence_render(tmp_path, n_features, covariance_type
     np.testing.assert_allclose(ax.lines[0].get_ydata(), gmm.lower_bounds_)
     ax.figure.savefig(tmp_path / "convergence.png")
     assert (tmp_path / "components.png").stat().st_size > 5000
+
+
+def test_plots_of_a_bayesian_mixture_name_its_bound(tmp_path):
+    from daskgmm import BayesianGaussianMixture
+
+    X = make_data(n_samples=600, n_features=2, n_components=3)
+    model = fit_quietly(BayesianGaussianMixture(n_components=5, random_state=0), X)
+    ax = plot_convergence(model)
+    assert ax.get_ylabel() == "lower bound"
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), model.lower_bounds_)
+    plot_components(model, X).figure.savefig(tmp_path / "components.png")
+    assert (tmp_path / "components.png").stat().st_size > 5000
