@@ -23,11 +23,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .data import RowData, as_dask_rows, as_sample_weight, describe_input, feature_names
-from .engine import FitResult, fit_mixture, per_row_pass
+from .engine import FitResult, Run, advance_runs, fit_mixture, per_row_pass
+from .init import draw_sample
 from .model_io import checkpoint_for, save_model
 from .outputs import check_output
 from .reporting import NotebookProgress, Reporters, TextProgress, VerbosePrinter, in_notebook
-from .runtime import blas_threads_for, check_worker_memory, worker_deaths_explained
+from .runtime import blas_threads_for, check_worker_memory, total_threads, worker_deaths_explained
 
 # daskgmm's own constructor parameters, shared by its estimators (documented on each)
 DASK_PARAMETER_CONSTRAINTS = {
@@ -37,14 +38,18 @@ DASK_PARAMETER_CONSTRAINTS = {
     "persist": [StrOptions({"auto"}), "boolean"],
     "checkpoint": [str, os.PathLike, None],
     "device": [StrOptions({"cpu", "cuda"})],
+    "algorithm": [StrOptions({"batch", "coarse-to-fine", "incremental"})],
+    "waves": [StrOptions({"auto"}), Interval(Integral, 2, None, closed="left")],
 }
+# incremental EM's waves per pass when "auto": about one task per thread in each wave, within these
+AUTO_WAVES = (2, 16)
 
 
 class DaskMixtureMixin:
     """Fitting and per-row methods on Dask arrays for a scikit-learn mixture estimator.
 
     Hooks a model supplies: ``_check_model_arguments(n_features)``, ``_family(data,
-    checked)``, ``_starts(data, count, random_state, family, checked)``,
+    checked)``, ``_starts(data, count, random_state, family, checked, samples)``,
     ``_warm_start_params()``, ``_convergence_tol(data)``, ``_store(result, dtype)``,
     ``_per_row_params()``, and the class attributes ``_fit_settings``/``_fit_arrays`` (what
     a checkpoint's fingerprint holds) and ``_bound_name`` (how progress names the bound).
@@ -138,9 +143,13 @@ class DaskMixtureMixin:
             progress = (NotebookProgress(tol, n_starts, quantity=self._bound_name) if in_notebook()
                         else TextProgress(tol, n_starts, quantity=self._bound_name))
         family = self._family(data, checked)
+        samples = []  # what initialisation drew: coarse-to-fine runs EM on it
 
         def initialise(placed_data, count):
-            return self._starts(placed_data, count, random_state, family, checked)
+            return self._starts(placed_data, count, random_state, family, checked, samples)
+
+        def warm_up(starts):
+            return self._warm_up(starts, data, samples, family, random_state)
 
         result = fit_mixture(
             data,
@@ -155,6 +164,8 @@ class DaskMixtureMixin:
             reporter=Reporters(VerbosePrinter(self.verbose, self.verbose_interval, n_starts), progress),
             checkpoint=checkpoint_for(self, data, warm_start),
             device=self.device,
+            warm_up=warm_up if self.algorithm == "coarse-to-fine" else None,
+            waves=self._waves(data),
         )
         if not result.converged and self.max_iter > 0:
             warnings.warn(
@@ -171,6 +182,30 @@ class DaskMixtureMixin:
 
     def _convergence_tol(self, data: RowData) -> float:
         return self.tol
+
+    def _warm_up(self, starts, data: RowData, samples, family, random_state):
+        """coarse-to-fine: EM on the initialisation's sample (in memory: no reads of the data)
+        until it converges, from every start; each run then goes on from there on all rows."""
+        if data.n_samples <= self.init_sample_size:
+            return starts  # the sample would be every row
+        if not samples:  # 'random' starts or the user's arrays drew none
+            samples.append(draw_sample(data, self.init_sample_size, random_state))
+        sample, weights = samples[0]
+        rows, _ = as_dask_rows(sample, default_rows=self._default_chunk_rows())
+        sample_data = RowData(rows, as_sample_weight(weights, rows), in_memory=True)
+        runs = [Run(FitResult(start, -np.inf)) for start in starts]
+        advance_runs(sample_data, runs, family, tol=self._convergence_tol(sample_data), max_iter=self.max_iter,
+                     split_every=self.split_every, device=self.device, fail_soft=True)
+        return [run.result.params if run.error is None else start for run, start in zip(runs, starts)]
+
+    def _waves(self, data: RowData) -> int:
+        """Waves of chunks per pass: 1 (batch EM) unless ``algorithm="incremental"``."""
+        if self.algorithm != "incremental":
+            return 1
+        if self.waves != "auto":
+            return self.waves
+        low, high = AUTO_WAVES
+        return max(low, min(high, data.X.numblocks[0] // total_threads()))
 
     def save(self, path, *, overwrite=False):
         """Write the fitted model to directory ``path`` (JSON + NPZ, no pickle).

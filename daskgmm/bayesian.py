@@ -53,7 +53,7 @@ degrees_of_freedom_prior, covariance_prior, random_state, warm_start, verbose, v
         log-likelihood is judged. ``lower_bound_`` stays the total either way. Components
         that the prior is still switching off change the bound little per row: a per-row
         tolerance can end the fit before they are gone (check ``n_active_components_``).
-    chunk_rows, split_every, init_sample_size, persist, checkpoint, device
+    chunk_rows, split_every, init_sample_size, persist, checkpoint, device, algorithm, waves
         As in :class:`daskgmm.GaussianMixture`.
 
     Attributes
@@ -87,7 +87,7 @@ lower_bound_, lower_bounds_, n_features_in_, feature_names_in_
     _fit_settings = ("n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
                      "init_params", "init_sample_size", "weight_concentration_prior_type",
                      "weight_concentration_prior", "mean_precision_prior", "degrees_of_freedom_prior",
-                     "tol_per_row")
+                     "tol_per_row", "algorithm", "waves")
     _fit_arrays = ("mean_prior", "covariance_prior")
     _model_arrays = ("weight_concentration_", "mean_precision_", "degrees_of_freedom_", "mean_prior_",
                      "covariance_prior_")
@@ -122,6 +122,8 @@ lower_bound_, lower_bounds_, n_features_in_, feature_names_in_
         persist="auto",
         checkpoint=None,
         device="cpu",
+        algorithm="batch",
+        waves="auto",
     ):
         super().__init__(
             n_components=n_components,
@@ -149,6 +151,8 @@ lower_bound_, lower_bounds_, n_features_in_, feature_names_in_
         self.persist = persist
         self.checkpoint = checkpoint
         self.device = device
+        self.algorithm = algorithm
+        self.waves = waves
 
     # ------------------------------------------------------------ the model's part of a fit
     def _check_model_arguments(self, n_features):
@@ -159,10 +163,10 @@ lower_bound_, lower_bounds_, n_features_in_, feature_names_in_
     def _family(self, data, checked):
         return VariationalFamily(checked, self.reg_covar, data.dtype)
 
-    def _starts(self, data, count, random_state, family, checked):
+    def _starts(self, data, count, random_state, family, checked, samples):
         starts = draw_starts(data, count=count, n_components=self.n_components,
                              covariance_type=self.covariance_type, init_params=self.init_params,
-                             random_state=random_state, sample_size=self.init_sample_size)
+                             random_state=random_state, sample_size=self.init_sample_size, samples=samples)
         stats, moments = starting_statistics(
             data, starts, [self.covariance_type] * count, [self.n_components] * count, self.split_every,
             moments_type=self.covariance_type if checked.needs_data() else None)

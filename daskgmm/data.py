@@ -37,6 +37,7 @@ class RowData:
     X: da.Array
     sample_weight: da.Array | None = None
     in_memory: bool = False
+    first_row: int = 0  # global index of X's first row (a wave of chunks: see in_waves)
 
     @property
     def n_samples(self) -> int:
@@ -52,7 +53,17 @@ class RowData:
 
     @property
     def row_offsets(self) -> list[int]:
-        return list(np.cumsum((0,) + self.X.chunks[0][:-1]).tolist())
+        return (self.first_row + np.cumsum((0,) + self.X.chunks[0][:-1])).tolist()
+
+    def in_waves(self, count: int) -> list["RowData"]:
+        """The chunks in ``count`` consecutive groups of (nearly) equal numbers of chunks, each as
+        RowData (at most one group per chunk)."""
+        n_chunks = self.X.numblocks[0]
+        edges = np.linspace(0, n_chunks, min(count, n_chunks) + 1).round().astype(int)
+        offsets = np.cumsum((0,) + self.X.chunks[0])
+        return [RowData(self.X.blocks[a:b], None if self.sample_weight is None else self.sample_weight.blocks[a:b],
+                        self.in_memory, self.first_row + int(offsets[a]))
+                for a, b in zip(edges[:-1], edges[1:])]
 
 
 def feature_names(X):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import dask
 import numpy as np
@@ -270,6 +270,7 @@ def advance_runs(
     on_iteration=None,
     on_pass=None,
     on_chunk=None,
+    waves: int = 1,
 ) -> int:
     """The EM loop: advance every run by one shared read of the data per iteration until each
     has converged, failed or done ``max_iter`` iterations. Returns the passes made.
@@ -295,7 +296,14 @@ def advance_runs(
         Chunks finished within a pass (see :func:`statistics_pass_many`).
     device : {"cpu", "cuda"}
         Where the chunks' statistics are computed (:func:`statistics_kernel`).
+    waves : int
+        1: batch EM. More: incremental EM (:func:`_advance_incrementally`), the chunks in this
+        many waves with an M-step after each.
     """
+    if waves > 1 and data.X.numblocks[0] > 1:
+        return _advance_incrementally(data, runs, family, tol=tol, max_iter=max_iter, waves=waves,
+                                      split_every=split_every, device=device, fail_soft=fail_soft,
+                                      on_iteration=on_iteration, on_pass=on_pass, on_chunk=on_chunk)
     passes = 0
     while True:
         active = [run for run in runs if running(run, max_iter)]
@@ -323,6 +331,68 @@ def advance_runs(
             change = lower_bound - result.lower_bound
             run.result = FitResult(params, lower_bound, result.lower_bounds + [lower_bound], n_iter,
                                    abs(change) < tol)
+            if on_iteration is not None:
+                on_iteration(run, change)
+        if on_pass is not None:
+            on_pass(time.perf_counter() - started)
+
+
+def _advance_incrementally(data, runs, family, *, tol, max_iter, waves, split_every, device, fail_soft,
+                           on_iteration, on_pass, on_chunk) -> int:
+    """Incremental EM (Neal & Hinton, 1998): the chunks in ``waves`` groups; after the first full
+    pass (a batch E-step), each wave's statistics are renewed under the current parameters and
+    the M-step runs on the merge of every wave's latest statistics, so the parameters move
+    ``waves`` times per pass. Every step is exact: the free energy (the expected complete-data
+    log-likelihood plus the responsibilities' entropy, both from the statistics) never decreases,
+    and a fixed point is a fixed point of batch EM. One *cycle* (a read of every chunk) counts as
+    one iteration; its lower bound is the free energy at the cycle's end
+    (:meth:`ModelFamily.bound_from_entropy`), which is at most the log-likelihood of its
+    parameters and equal to it at convergence.
+    """
+    parts = data.in_waves(waves)
+    n_chunks = data.X.numblocks[0]
+    seen = {}  # run -> (each wave's latest statistics, their sum r log r)
+    passes = 0
+    while True:
+        active = [run for run in runs if running(run, max_iter)]
+        if not active:
+            return passes
+        started, chunks_before = time.perf_counter(), 0
+        for w, part in enumerate(parts):
+            going = [run for run in active if run.error is None]
+            if not going:
+                break
+            models = [run.result.params for run in going]
+            tell = None if on_chunk is None else (lambda done, total, base=chunks_before: on_chunk(base + done, n_chunks))
+            stats_list = statistics_pass_many(
+                part, [family.assigner(params) for params in models], [p.covariance_type for p in models],
+                [p.n_components for p in models], split_every, device,
+                track_worst=[family.rows_to_track(params) for params in models], on_chunk=tell,
+            )
+            chunks_before += part.X.numblocks[0]
+            for run, params, stats in zip(going, models, stats_list):
+                wave_stats, entropies = seen.setdefault(run, ([None] * len(parts), [0.0] * len(parts)))
+                wave_stats[w], entropies[w] = stats, family.entropy(stats, params)
+                if any(previous is None for previous in wave_stats):
+                    continue  # the first pass: a batch E-step
+                try:
+                    new_params = family.m_step(merge_stats(*wave_stats), params, run.result.n_iter + 1)
+                except ValueError as error:
+                    if not fail_soft:
+                        raise
+                    run.error = str(error)
+                    continue
+                run.result = replace(run.result, params=new_params)
+        passes += 1
+        for run in active:
+            if run.error is not None:
+                continue
+            wave_stats, entropies = seen[run]
+            result = run.result
+            lower_bound = family.bound_from_entropy(merge_stats(*wave_stats), sum(entropies), result.params)
+            change = lower_bound - result.lower_bound
+            run.result = FitResult(result.params, lower_bound, result.lower_bounds + [lower_bound],
+                                   result.n_iter + 1, abs(change) < tol)
             if on_iteration is not None:
                 on_iteration(run, change)
         if on_pass is not None:
@@ -361,6 +431,8 @@ def fit_mixture(
     reporter: Reporter | None = None,
     checkpoint=None,
     device: str = "cpu",
+    warm_up=None,
+    waves: int = 1,
 ) -> FitResult:
     """Run ``n_init`` EM fits together (one read of the data per iteration for all, through
     :func:`advance_runs`) and keep the one with the highest final lower bound.
@@ -387,6 +459,10 @@ def fit_mixture(
         from it and ends as if never interrupted.
     device : {"cpu", "cuda"}
         Where the EM passes compute (initialisation always runs on the CPU).
+    warm_up : callable ``(list of parameters) -> list of parameters``, optional
+        Applied to fresh starts before the first pass (coarse-to-fine: EM on a sample in memory).
+    waves : int
+        1: batch EM; more: incremental EM in this many waves of chunks (:func:`advance_runs`).
     """
     reporter = reporter or SilentReporter()
     data = place_data(data, persist)
@@ -396,7 +472,10 @@ def fit_mixture(
     elif warm_start is not None:
         runs = [Run(FitResult(warm_start.params, warm_start.lower_bound))]
     else:
-        runs = [Run(FitResult(params, -np.inf), index=i) for i, params in enumerate(initialise(data, n_init))]
+        starts = initialise(data, n_init)
+        if warm_up is not None and max_iter > 0:
+            starts = warm_up(starts)
+        runs = [Run(FitResult(params, -np.inf), index=i) for i, params in enumerate(starts)]
     if max_iter == 0:
         # scikit-learn keeps the last start and reports no lower bound.
         best = FitResult(runs[-1].result.params, -np.inf)
@@ -418,7 +497,8 @@ def fit_mixture(
                 checkpoint.save(EMState(runs))
 
         advance_runs(data, runs, family, tol=tol, max_iter=max_iter, split_every=split_every, device=device,
-                     on_iteration=after_iteration, on_pass=after_pass, on_chunk=reporter.chunk_listener())
+                     on_iteration=after_iteration, on_pass=after_pass, on_chunk=reporter.chunk_listener(),
+                     waves=waves)
         best = best_run([run.result for run in runs])
     if checkpoint is not None:
         checkpoint.save(EMState(runs, finished=True))

@@ -75,6 +75,19 @@ verbose_interval
         statistics come back, so data still stream from any source and never
         need to fit in GPU memory. Initialisation ('kmeans' etc.) runs on the
         CPU.
+    algorithm : {"batch", "coarse-to-fine", "incremental"}, default="batch"
+        How EM passes over the data. "batch": scikit-learn's EM, one full pass and one M-step
+        per iteration. "coarse-to-fine": EM first runs on the initialisation's sample
+        (``init_sample_size`` rows, in memory, no reads of the data) until it converges, then
+        batch EM on all rows goes on from there, so the full passes only refine (data of at most
+        ``init_sample_size`` rows fit as in "batch"). "incremental": incremental EM (Neal &
+        Hinton, 1998), the chunks in ``waves`` groups with an exact M-step after each, the other
+        groups' statistics kept from their last visit; ``lower_bound_`` is then its free energy
+        per row (at most the mean log-likelihood, equal at convergence), which never decreases.
+        ``n_iter_`` counts full passes in every mode. See docs/guide.md for measurements.
+    waves : "auto" or int >= 2, default="auto"
+        Groups of chunks per pass for "incremental" ("auto": about as many chunks per group as
+        threads run tasks, 2 to 16 groups).
 
     Attributes
     ----------
@@ -102,7 +115,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
     }
     # what a checkpoint's fingerprint holds (settings that change the fit)
     _fit_settings = ("n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
-                     "init_params", "init_sample_size", "reseed_collapsed")
+                     "init_params", "init_sample_size", "reseed_collapsed", "algorithm", "waves")
     _fit_arrays = ("weights_init", "means_init", "precisions_init")
     # a model file's arrays and scalars beyond the Gaussian ones (model_io.ARRAYS, SCALARS)
     _model_arrays = ()
@@ -132,6 +145,8 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         checkpoint=None,
         reseed_collapsed=False,
         device="cpu",
+        algorithm="batch",
+        waves="auto",
     ):
         super().__init__(
             n_components=n_components,
@@ -156,6 +171,8 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         self.checkpoint = checkpoint
         self.reseed_collapsed = reseed_collapsed
         self.device = device
+        self.algorithm = algorithm
+        self.waves = waves
 
     # ------------------------------------------------------------ the model's part of a fit
     def _check_model_arguments(self, n_features):
@@ -165,7 +182,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
     def _family(self, data, checked):
         return GaussianFamily(self.reg_covar, data.dtype, reseed=self.reseed_collapsed)
 
-    def _starts(self, data, count, random_state, family, checked):
+    def _starts(self, data, count, random_state, family, checked, samples):
         weights_init, means_init, precisions_init = checked
         return initial_parameters(
             data,
@@ -180,6 +197,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
             precisions_init=precisions_init,
             sample_size=self.init_sample_size,
             split_every=self.split_every,
+            samples=samples,
         )
 
     def _warm_start_params(self):

@@ -20,10 +20,19 @@ from typing import Protocol
 import numpy as np
 
 from .kernels import GaussianAssigner
-from .params import CollapsedComponentWarning, GaussianParams, m_step, n_parameters, reseed_collapsed
+from .params import (
+    CollapsedComponentWarning,
+    GaussianParams,
+    expected_log_density,
+    m_step,
+    n_parameters,
+    reseed_collapsed,
+    responsibility_entropy,
+)
 from .stats import SufficientStats
 from .variational import PriorSettings, Priors, VariationalParams, variational_m_step
 from .variational import lower_bound as variational_lower_bound
+from .variational import lower_bound_from_entropy
 
 
 class ModelFamily(Protocol):
@@ -45,6 +54,14 @@ class ModelFamily(Protocol):
 
     def n_parameters(self, params) -> int:
         """Free parameters, for BIC/AIC."""
+
+    def entropy(self, stats: SufficientStats, params) -> float:
+        """``sum_n w_n sum_k r_nk log r_nk`` of the pass that produced ``stats`` under ``params``."""
+
+    def bound_from_entropy(self, stats: SufficientStats, entropy: float, new_params) -> float:
+        """The bound of incremental EM's cycle: of ``new_params`` (the M-step of ``stats``) and the
+        responsibilities behind ``stats``, whose ``sum w r log r`` is ``entropy``; it never
+        decreases from one partial E-step or M-step to the next."""
 
 
 class GaussianFamily:
@@ -88,6 +105,14 @@ class GaussianFamily:
     def n_parameters(self, params: GaussianParams) -> int:
         return n_parameters(params.n_components, params.n_features, params.covariance_type)
 
+    def entropy(self, stats: SufficientStats, params: GaussianParams) -> float:
+        return responsibility_entropy(stats, params)
+
+    def bound_from_entropy(self, stats: SufficientStats, entropy: float, new_params: GaussianParams) -> float:
+        # Neal & Hinton's free energy per row: the expected complete-data log-likelihood plus the
+        # responsibilities' entropy; equal to the mean log-likelihood once they agree with the params
+        return (expected_log_density(stats, new_params) - entropy) / stats.weight_sum
+
 
 class VariationalFamily:
     """Variational Gaussian mixtures, as scikit-learn's ``BayesianGaussianMixture``
@@ -128,3 +153,9 @@ class VariationalFamily:
 
     def n_parameters(self, params: VariationalParams) -> int:
         return n_parameters(params.n_components, params.n_features, params.covariance_type)
+
+    def entropy(self, stats: SufficientStats, params: VariationalParams) -> float:
+        return responsibility_entropy(stats, params.e_step())
+
+    def bound_from_entropy(self, stats: SufficientStats, entropy: float, new_params: VariationalParams) -> float:
+        return lower_bound_from_entropy(entropy, new_params)

@@ -158,16 +158,19 @@ def _initial_m_step(stats, reg_covar, dtype):
 
 
 def draw_starts(data: RowData, *, count, n_components, covariance_type, init_params, random_state,
-                sample_size=DEFAULT_INIT_SAMPLE_SIZE):
+                sample_size=DEFAULT_INIT_SAMPLE_SIZE, samples=None):
     """``count`` starts as :func:`start_for` returns them, consuming ``random_state`` in the same
     order as ``count`` separate initialisations (so restarts run together begin where one-by-one
-    restarts would). The sample is read once when it is all the rows."""
+    restarts would). The sample is read once when it is all the rows; a list ``samples``
+    receives every sample drawn from more rows (for EM on the sample: coarse-to-fine)."""
     starts, all_rows = [], None
     for _ in range(count):
         sample = weights = None
         if init_params != "random":
             if data.n_samples > sample_size:
                 sample, weights = draw_sample(data, sample_size, random_state)
+                if samples is not None:
+                    samples.append((sample, weights))
             else:  # the "sample" is every row, drawn without random numbers: read it once
                 all_rows = all_rows or draw_sample(data, sample_size, random_state)
                 sample, weights = all_rows
@@ -189,6 +192,7 @@ def initial_parameters(
     precisions_init=None,
     sample_size: int = DEFAULT_INIT_SAMPLE_SIZE,
     split_every: int = DEFAULT_SPLIT_EVERY,
+    samples: list | None = None,
 ) -> list:
     """``count`` starting parameters, as scikit-learn builds them, as a list.
 
@@ -200,7 +204,8 @@ def initial_parameters(
         starts = [None] * count
     else:
         starts = draw_starts(data, count=count, n_components=n_components, covariance_type=covariance_type,
-                             init_params=init_params, random_state=random_state, sample_size=sample_size)
+                             init_params=init_params, random_state=random_state, sample_size=sample_size,
+                             samples=samples)
         starts = finish_starts(data, starts, [covariance_type] * count, [n_components] * count,
                                reg_covar, split_every)
         for start in starts:

@@ -10,6 +10,7 @@ with scikit-learn to round-off.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -289,6 +290,47 @@ def m_step(
         covariances, stats.covariance_type, data_dtype
     )
     return GaussianParams(stats.covariance_type, weights, means, covariances, precisions_cholesky)
+
+
+def weighted_mahalanobis_total(stats: SufficientStats, means, precisions_cholesky) -> float:
+    """``sum_k sum_n w_n r_nk |U_k^T (x_n - mu_k)|^2`` from the centred statistics:
+    ``tr(U_k^T S_k U_k) + N_k |U_k^T (m_k - mu_k)|^2`` summed over the components."""
+    covariance_type = stats.covariance_type
+    chol = np.asarray(precisions_cholesky, dtype=np.float64)
+    delta = stats.means - means
+    if covariance_type == "full":
+        within = np.einsum("kde,kdf,kef->", stats.scatter, chol, chol)
+        between = np.sum(np.einsum("kd,kde->ke", delta, chol) ** 2, axis=1)
+    elif covariance_type == "tied":  # one scatter, summed over the components
+        within = np.einsum("de,df,ef->", stats.scatter, chol, chol)
+        between = np.sum((delta @ chol) ** 2, axis=1)
+    elif covariance_type == "diag":
+        within = np.sum(stats.scatter * chol**2)
+        between = np.sum((delta * chol) ** 2, axis=1)
+    else:
+        within = np.sum(stats.scatter * chol**2)
+        between = chol**2 * np.sum(delta**2, axis=1)
+    return float(within + stats.resp_sum @ between)
+
+
+def expected_log_density(stats: SufficientStats, params: GaussianParams) -> float:
+    """``sum_n w_n sum_k r_nk log p_k(x_n)`` (``log p_k`` the E-step's per-component term plus
+    log-density under ``params``) for the responsibilities behind ``stats``, from the centred
+    statistics alone: exact, since ``log p_k`` is a constant minus half a Mahalanobis distance."""
+    n_features = stats.n_features
+    constant = (params.log_weights() + log_det_cholesky(params.precisions_cholesky, params.covariance_type,
+                                                        n_features)
+                - 0.5 * n_features * math.log(2 * math.pi))
+    used = stats.resp_sum > 0  # an empty component adds nothing, even with a term of -inf
+    return float(np.sum(stats.resp_sum[used] * constant[used]) - 0.5 * weighted_mahalanobis_total(
+        stats, params.means, params.precisions_cholesky))
+
+
+def responsibility_entropy(stats: SufficientStats, params: GaussianParams) -> float:
+    """``sum_n w_n sum_k r_nk log r_nk`` of the pass that produced ``stats`` under ``params``
+    (the E-step's: ``log r_nk = log p_k(x_n) - log p(x_n)``)."""
+    return expected_log_density(stats, params) - stats.log_likelihood
+
 
 
 class CollapsedComponentWarning(UserWarning):

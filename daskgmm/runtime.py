@@ -47,6 +47,15 @@ def memory_budget(client, chunk_bytes: float = 0.0) -> float:
     return 0.5 * psutil.virtual_memory().available
 
 
+def total_threads() -> int:
+    """Threads that run chunk tasks at once: the cluster's (every worker's), else this machine's cores."""
+    client = active_client()
+    if client is not None:
+        workers = client.scheduler_info(n_workers=-1).get("workers", {}).values()
+        return max(1, sum(w.get("nthreads") or 1 for w in workers))
+    return os.cpu_count() or 1
+
+
 def default_chunk_rows(n_samples, n_features, itemsize, chunk_bytes=DEFAULT_CHUNK_BYTES) -> int:
     """Rows per chunk: about ``chunk_bytes``, and at least two chunks per local core."""
     by_bytes = max(1, int(chunk_bytes) // max(1, n_features * itemsize))

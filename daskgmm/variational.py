@@ -37,6 +37,7 @@ from .params import (
     estimate_gaussian_parameters,
     log_det_cholesky,
     precisions_from_cholesky,
+    responsibility_entropy,
 )
 from .stats import SufficientStats, pooled
 
@@ -243,39 +244,6 @@ def variational_m_step(stats: SufficientStats, priors: Priors, reg_covar: float,
                              precisions_cholesky, priors)
 
 
-def weighted_mahalanobis_total(stats: SufficientStats, means, precisions_cholesky) -> float:
-    """``sum_k sum_n w_n r_nk |U_k^T (x_n - mu_k)|^2`` from the centred statistics:
-    ``tr(U_k^T S_k U_k) + N_k |U_k^T (m_k - mu_k)|^2`` summed over the components."""
-    covariance_type = stats.covariance_type
-    chol = np.asarray(precisions_cholesky, dtype=np.float64)
-    delta = stats.means - means
-    if covariance_type == "full":
-        within = np.einsum("kde,kdf,kef->", stats.scatter, chol, chol)
-        between = np.sum(np.einsum("kd,kde->ke", delta, chol) ** 2, axis=1)
-    elif covariance_type == "tied":  # one scatter, summed over the components
-        within = np.einsum("de,df,ef->", stats.scatter, chol, chol)
-        between = np.sum((delta @ chol) ** 2, axis=1)
-    elif covariance_type == "diag":
-        within = np.sum(stats.scatter * chol**2)
-        between = np.sum((delta * chol) ** 2, axis=1)
-    else:
-        within = np.sum(stats.scatter * chol**2)
-        between = chol**2 * np.sum(delta**2, axis=1)
-    return float(within + stats.resp_sum @ between)
-
-
-def responsibility_entropy(stats: SufficientStats, e_step: ExpectedGaussianParams) -> float:
-    """``sum_n w_n sum_k r_nk log r_nk`` of the pass that produced ``stats`` under ``e_step``."""
-    n_features = stats.n_features
-    constant = (e_step.log_weights() + log_det_cholesky(e_step.precisions_cholesky, e_step.covariance_type,
-                                                        n_features)
-                - 0.5 * n_features * math.log(2 * math.pi))
-    used = stats.resp_sum > 0  # an empty component adds nothing, even with a term of -inf
-    expected_log_prob = np.sum(stats.resp_sum[used] * constant[used]) - 0.5 * weighted_mahalanobis_total(
-        stats, e_step.means, e_step.precisions_cholesky)
-    return float(expected_log_prob - stats.log_likelihood)
-
-
 def _log_wishart_norm(dof, log_det_precisions_cholesky, n_features):
     return -(dof * log_det_precisions_cholesky + dof * n_features * 0.5 * math.log(2.0)
              + np.sum(gammaln(0.5 * (dof - np.arange(n_features)[:, None])), axis=0))
@@ -284,6 +252,11 @@ def _log_wishart_norm(dof, log_det_precisions_cholesky, n_features):
 def lower_bound(stats: SufficientStats, e_step: ExpectedGaussianParams, new: VariationalParams) -> float:
     """scikit-learn's ``_compute_lower_bound``: the variational lower bound (up to a constant),
     a total over the rows, of the parameters ``new`` after the pass that produced ``stats``."""
+    return lower_bound_from_entropy(responsibility_entropy(stats, e_step), new)
+
+
+def lower_bound_from_entropy(entropy: float, new: VariationalParams) -> float:
+    """The lower bound of ``new`` given the responsibilities' ``sum w r log r`` (``entropy``)."""
     n_features = new.n_features
     log_det = (log_det_cholesky(new.precisions_cholesky, new.covariance_type, n_features)
                - 0.5 * n_features * np.log(new.degrees_of_freedom))
@@ -295,5 +268,5 @@ def lower_bound(stats: SufficientStats, e_step: ExpectedGaussianParams, new: Var
         log_norm_weight = -np.sum(betaln(concentration[0], concentration[1]))
     else:
         log_norm_weight = gammaln(np.sum(concentration)) - np.sum(gammaln(concentration))
-    return float(-responsibility_entropy(stats, e_step) - log_wishart - log_norm_weight
+    return float(-entropy - log_wishart - log_norm_weight
                  - 0.5 * n_features * np.sum(np.log(new.mean_precision)))
