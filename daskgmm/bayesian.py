@@ -18,7 +18,7 @@ from .family import VariationalFamily
 from .init import DEFAULT_INIT_SAMPLE_SIZE, draw_starts, starting_statistics
 from .params import GaussianParams, check_representable
 from .validation import check_priors
-from .variational import PriorSettings, VariationalParams
+from .variational import PriorSettings, Priors, VariationalParams
 
 
 class BayesianGaussianMixture(DaskMixtureMixin, _SklearnBayesianGaussianMixture):
@@ -53,8 +53,9 @@ degrees_of_freedom_prior, covariance_prior, random_state, warm_start, verbose, v
         log-likelihood is judged. ``lower_bound_`` stays the total either way. Components
         that the prior is still switching off change the bound little per row: a per-row
         tolerance can end the fit before they are gone (check ``n_active_components_``).
-    chunk_rows, split_every, init_sample_size, persist, checkpoint, device, algorithm, waves
-        As in :class:`daskgmm.GaussianMixture`.
+    chunk_rows, split_every, init_sample_size, persist, checkpoint, device, algorithm, waves, \
+learning_decay, learning_offset
+        As in :class:`daskgmm.GaussianMixture` (``partial_fit`` too).
 
     Attributes
     ----------
@@ -116,6 +117,8 @@ lower_bound_, lower_bounds_, n_features_in_, feature_names_in_
         verbose=0,
         verbose_interval=10,
         tol_per_row=False,
+        learning_decay=0.6,
+        learning_offset=1.0,
         chunk_rows=None,
         split_every=DEFAULT_SPLIT_EVERY,
         init_sample_size=DEFAULT_INIT_SAMPLE_SIZE,
@@ -145,6 +148,8 @@ lower_bound_, lower_bounds_, n_features_in_, feature_names_in_
             verbose_interval=verbose_interval,
         )
         self.tol_per_row = tol_per_row
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
         self.chunk_rows = chunk_rows
         self.split_every = split_every
         self.init_sample_size = init_sample_size
@@ -182,6 +187,12 @@ lower_bound_, lower_bounds_, n_features_in_, feature_names_in_
     def _warm_start_params(self):
         # no priors: a warm start takes them from its data anew, as scikit-learn does
         return self._variational_params(priors=None)
+
+    def _online_params(self):
+        priors = Priors(self.weight_concentration_prior_type, self.weight_concentration_prior_,
+                        self.mean_precision_prior_, np.asarray(self.mean_prior_, dtype=np.float64),
+                        self.degrees_of_freedom_prior_, np.asarray(self.covariance_prior_, dtype=np.float64))
+        return self._variational_params(priors=priors)
 
     def _per_row_params(self):
         return self._variational_params(priors=None).e_step()

@@ -92,6 +92,11 @@ def main(args=None):
                    "auto: keep them when they fit comfortably. Python: persist=True/False/'auto'.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="Compute the EM passes on the CPU or on a CUDA GPU (needs CuPy).")
+@click.option("--algorithm", type=click.Choice(["batch", "coarse-to-fine", "incremental", "online"]), default="batch",
+              show_default=True,
+              help="How EM passes over the data. batch: scikit-learn's EM. coarse-to-fine: EM on the initialisation "
+                   "sample in memory first, then a few full passes. incremental: an M-step after each wave of "
+                   "chunks. online: one pass, an online-EM step per chunk (data too large to pass over often).")
 @click.option("--bayesian", "weight_prior", is_flag=False, flag_value="dirichlet_process", default=None,
               type=click.Choice(["dirichlet_process", "dirichlet_distribution"]),
               help="Fit a variational Bayesian mixture (BayesianGaussianMixture) whose weight prior switches off "
@@ -111,7 +116,7 @@ def main(args=None):
 @json_option
 @handle_errors
 def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_type, max_iter, tol, reg_covar,
-        init_params, n_init, random_state, persist, device, weight_prior, weight_concentration, tol_per_row,
+        init_params, n_init, random_state, persist, device, algorithm, weight_prior, weight_concentration, tol_per_row,
         scheduler, cluster_config, local_cluster, checkpoint, out, overwrite, quiet, verbose, as_json):
     """Fit a Gaussian mixture to DATA (Zarr, HDF5, .npy, Parquet or CSV; local path or URL)."""
     from .outputs import check_output
@@ -132,7 +137,7 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
             n_components=n_components, covariance_type=covariance_type, max_iter=max_iter, tol=tol,
             reg_covar=reg_covar, init_params=init_params, n_init=n_init, random_state=random_state,
             persist={"auto": "auto", "true": True, "yes": True, "false": False, "no": False}[persist.lower()],
-            checkpoint=checkpoint, device=device,
+            checkpoint=checkpoint, device=device, algorithm="batch" if algorithm == "online" else algorithm,
         )
         # scikit-learn: imported once the data are found
         if weight_prior is None:
@@ -145,8 +150,10 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
             gmm = BayesianGaussianMixture(**settings, weight_concentration_prior_type=weight_prior,
                                           weight_concentration_prior=weight_concentration, tol_per_row=tol_per_row)
             bound = "lower bound" + (" per row" if tol_per_row else " (a total over the rows)")
-        if not quiet:
-            click.echo(f"EM: until the {bound} changes by less than {tol:g} in an iteration "
+        if not quiet and algorithm == "online":
+            click.echo(f"online EM: one pass over the data, a step per chunk ({X.numblocks[0]} chunks)", err=True)
+        elif not quiet:
+            click.echo(f"EM ({algorithm}): until the {bound} changes by less than {tol:g} in an iteration "
                        f"(at most {max_iter})" + (f", {n_init} starts advancing together" if n_init > 1 else ""),
                        err=True)
         # the change shown is the total's: so is the tolerance beside it
@@ -158,7 +165,10 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                gmm.fit(X, progress=progress)
+                if algorithm == "online":
+                    gmm.partial_fit(X)
+                else:
+                    gmm.fit(X, progress=progress)
             except KeyboardInterrupt:
                 if checkpoint:
                     click.echo(f"daskgmm: stopped. {checkpoint} holds every start up to its last finished "
@@ -186,8 +196,9 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
                        fit_seconds=fit_seconds, pass_seconds=progress.pass_seconds, peak_memory_mib=peaks,
                        model=out, warnings=[str(w.message) for w in caught]))
         return
-    click.echo(f"components: {n_components} ({covariance_type}), iterations: {gmm.n_iter_}, "
-               f"converged: {gmm.converged_}")
+    click.echo(f"components: {n_components} ({covariance_type}), " + (
+        f"online EM: {gmm.n_steps_} steps in one pass" if algorithm == "online" else
+        f"iterations: {gmm.n_iter_}, converged: {gmm.converged_}"))
     if weight_prior is None:
         click.echo(f"mean log-likelihood: {gmm.lower_bound_:.6f}  BIC: {bic:,.1f}  AIC: {aic:,.1f}")
     else:
@@ -197,7 +208,7 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
     click.echo("weights: " + " ".join(f"{w:.4f}" for w in gmm.weights_))
     if progress.winner():
         click.echo(progress.winner())
-    click.echo(f"time: {fit_seconds:.2f} s in all, {progress.pass_time()}")
+    click.echo(f"time: {fit_seconds:.2f} s in all" + ("" if algorithm == "online" else f", {progress.pass_time()}"))
     click.echo("peak memory: " + ", ".join(f"{name} {value:,.0f} MiB" for name, value in peaks.items()))
     if dashboard:
         click.echo(f"dashboard (while it ran): {dashboard}")

@@ -88,6 +88,12 @@ verbose_interval
     waves : "auto" or int >= 2, default="auto"
         Groups of chunks per pass for "incremental" ("auto": about as many chunks per group as
         threads run tasks, 2 to 16 groups).
+    learning_decay : float in [0, 1], default=0.6
+        :meth:`partial_fit`'s step sizes ``(learning_offset + t) ** -learning_decay``: with
+        0 every step replaces the statistics (one EM step per batch, following a drifting
+        stream closely); Cappé & Moulines' convergence needs (0.5, 1].
+    learning_offset : float >= 0, default=1.0
+        Delays the decay of the step sizes (larger: early batches count less).
 
     Attributes
     ----------
@@ -138,6 +144,8 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         warm_start=False,
         verbose=0,
         verbose_interval=10,
+        learning_decay=0.6,
+        learning_offset=1.0,
         chunk_rows=None,
         split_every=DEFAULT_SPLIT_EVERY,
         init_sample_size=DEFAULT_INIT_SAMPLE_SIZE,
@@ -164,6 +172,8 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
             verbose=verbose,
             verbose_interval=verbose_interval,
         )
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
         self.chunk_rows = chunk_rows
         self.split_every = split_every
         self.init_sample_size = init_sample_size
@@ -204,6 +214,9 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         return self._fitted_params()
 
     def _per_row_params(self):
+        return self._fitted_params()
+
+    def _online_params(self):
         return self._fitted_params()
 
     def _store(self, result: FitResult, dtype):

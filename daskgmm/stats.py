@@ -17,7 +17,7 @@ result up to round-off.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import reduce
 import operator
 
@@ -124,6 +124,13 @@ class SufficientStats:
             min(first) if first else -1,
             *worst,
         )
+
+
+def scaled(stats: SufficientStats, factor: float) -> SufficientStats:
+    """The statistics with every row's weight multiplied by ``factor`` (means unchanged): the
+    stochastic approximation of online EM mixes ``scaled(old, 1 - step) + scaled(new, step)``."""
+    return replace(stats, resp_sum=stats.resp_sum * factor, scatter=stats.scatter * factor,
+                   log_likelihood=stats.log_likelihood * factor, weight_sum=stats.weight_sum * factor)
 
 
 def merge_worst(a: SufficientStats, b: SufficientStats):

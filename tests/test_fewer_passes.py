@@ -94,3 +94,26 @@ def test_coarse_to_fine_from_random_starts_and_for_the_bayesian_mixture(overlapp
                         da.from_array(overlapping, chunks=3000))
     assert bayesian.converged_ and bayesian.n_iter_ < plain.n_iter_
     assert bayesian.lower_bound_ >= plain.lower_bound_ - 1e-3 * len(overlapping)
+
+
+def test_command_line_algorithms(tmp_path):
+    import zarr
+
+    from test_cli import run
+
+    X = make_data(n_samples=60_000, n_features=3, n_components=6, seed=2)
+    zarr.create_array(tmp_path / "x.zarr", shape=X.shape, chunks=(6000, 3), dtype="f8")[:] = X
+    coarse = run("fit", tmp_path / "x.zarr", "-k", 6, "--algorithm", "coarse-to-fine", "--random-state", 0)
+    assert "EM (coarse-to-fine): until" in coarse.stderr and "converged: True" in coarse.stdout
+    reference = fit_quietly(GaussianMixture(6, random_state=0, algorithm="coarse-to-fine"), X)
+    assert f"iterations: {reference.n_iter_}," in coarse.stdout
+    online = run("fit", tmp_path / "x.zarr", "-k", 6, "--algorithm", "online", "--random-state", 0,
+                 "--out", tmp_path / "model")
+    # the command reads two storage chunks per task here (its data line says so)
+    assert "in 5 chunks" in online.stderr
+    assert "online EM: one pass over the data, a step per chunk (5 chunks)" in online.stderr
+    assert "online EM: 5 steps in one pass" in online.stdout
+    reference = GaussianMixture(6, random_state=0).partial_fit(da.from_array(X, chunks=12_000))
+    import daskgmm
+
+    np.testing.assert_allclose(daskgmm.load(tmp_path / "model").means_, reference.means_, rtol=1e-10)
