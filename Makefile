@@ -41,12 +41,13 @@ test-oldest: $(OLDEST)/.installed
 		tests/test_init.py tests/test_awkward_data.py tests/test_numerics.py tests/test_bayesian.py \
 		tests/test_sklearn_bayesian_suite.py
 
-## bench: daskgmm vs scikit-learn per EM iteration (GaussianMixture, BayesianGaussianMixture), parity, Dask overhead and init cost (tables in benchmarks/results/)
+## bench: daskgmm vs scikit-learn per EM iteration (GaussianMixture, BayesianGaussianMixture), parity, Dask overhead, init cost, full passes per fit mode (tables in benchmarks/results/)
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/compare.py
 	$(BIN)/python benchmarks/parity.py
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/bayesian.py
+	$(BIN)/python benchmarks/passes.py
 
 ## bench-out-of-core: a 10 GiB Zarr fit on 2 workers x 1 GiB, plus the scaling terms
 bench-out-of-core: $(VENV)/.installed-test

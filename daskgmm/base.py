@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import replace
 from numbers import Integral, Real
 
 import dask
@@ -24,23 +24,13 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .data import RowData, as_dask_rows, as_sample_weight, describe_input, feature_names
-from .engine import FitResult, Run, advance_runs, fit_mixture, per_row_pass, statistics_pass_many
+from .engine import FitResult, Run, advance_runs, fit_mixture, per_row_pass, statistics_kernel
 from .init import draw_sample
 from .model_io import checkpoint_for, save_model
 from .outputs import check_output
 from .reporting import NotebookProgress, Reporters, TextProgress, VerbosePrinter, in_notebook
-from .stats import SufficientStats, scaled
+from .online import OnlineState, online_steps
 from .runtime import blas_threads_for, check_worker_memory, total_threads, worker_deaths_explained
-
-@dataclass(frozen=True)
-class OnlineState:
-    """What online EM keeps between ``partial_fit`` calls: the running average of per-row
-    statistics, the total weight seen and the steps made."""
-
-    stats: SufficientStats
-    weight_seen: float
-    n_steps: int
-
 
 # daskgmm's own constructor parameters, shared by its estimators (documented on each)
 DASK_PARAMETER_CONSTRAINTS = {
@@ -54,6 +44,7 @@ DASK_PARAMETER_CONSTRAINTS = {
     "waves": [StrOptions({"auto"}), Interval(Integral, 2, None, closed="left")],
     "learning_decay": [Interval(Real, 0, 1, closed="both")],
     "learning_offset": [Interval(Real, 0, None, closed="left")],
+    "batch_size": [Interval(Integral, 1, None, closed="left"), None],
 }
 # incremental EM's waves per pass when "auto": about one task per thread in each wave, within these
 AUTO_WAVES = (2, 16)
@@ -192,25 +183,27 @@ class DaskMixtureMixin:
         self._check_features(X_rows, names, reset=True)
         self._store(result, data.dtype)
         self._data_source = describe_input(X, X_rows, sample_weight)
+        self._online = None  # partial_fit's running statistics belong to the model it left
         return data
 
     # ------------------------------------------------------------------ online EM
     def partial_fit(self, X, y=None, sample_weight=None):
         """Update the model from ``X`` alone: online EM (Cappé & Moulines, 2009).
 
-        The model keeps a running average of the per-row sufficient statistics. Each batch's
-        statistics under the current parameters are mixed in with step size
-        ``(learning_offset + t) ** -learning_decay`` (``t`` the steps made before; the first
-        step replaces the average, so on a fitted model it is exactly one EM step on ``X``), and
-        the M-step of the average gives the new parameters. A NumPy ``X`` is one batch; a Dask or
-        stored ``X`` is consumed chunk by chunk, one step per chunk, each chunk read once. The
-        first call on an unfitted model initialises it from its batch (``init_params``); a fitted
-        model (by ``fit`` too) goes on from its parameters. A variational model's average is
-        weighed as all the rows seen so far (its posterior firms up with the data).
+        The model keeps a running average of the per-row sufficient statistics. Each step
+        computes a batch's statistics under the current parameters, mixes them in with step size
+        ``(learning_offset + t) ** -learning_decay`` (``t`` the steps made before; the first step
+        replaces the average, so on a fitted model it is exactly one EM step) and takes the
+        M-step of the average (:mod:`daskgmm.online`). A NumPy ``X`` is one batch; a Dask or
+        stored ``X`` is consumed chunk by chunk, each chunk read once; ``batch_size`` splits
+        either into steps of that many rows. The first call on an unfitted model initialises it
+        (``init_params``) from ``X``, or from the first chunk of a Dask ``X``; a fitted model (by
+        ``fit`` too) goes on from its parameters. A variational model's average is weighed as
+        all the rows seen so far (its posterior firms up with the data).
 
-        ``n_steps_`` counts the steps; ``n_iter_`` too, ``converged_`` stays False and
-        ``lower_bound_`` is the family's bound of the last batch (a ``GaussianMixture``: its
-        mean log-likelihood under the parameters before the step).
+        ``n_steps_`` (and ``n_iter_``) count the steps; ``converged_`` stays False;
+        ``lower_bounds_`` gets the family's bound of every step's batch (a ``GaussianMixture``:
+        its mean log-likelihood under the parameters before the step).
 
         Returns
         -------
@@ -224,39 +217,33 @@ class DaskMixtureMixin:
             self._check_features(X_rows, names, reset=False)
         checked = self._check_model_arguments(X_rows.shape[1])
         data = RowData(X_rows, as_sample_weight(sample_weight, X_rows), in_memory)
-        batches = [data] if in_memory else data.in_waves(X_rows.numblocks[0])  # one step per chunk
+        batches = [data] if in_memory else data.in_waves(X_rows.numblocks[0])  # chunk by chunk
         family = self._family(data, checked)
         if fitted:
-            params, online = self._online_params(), getattr(self, "_online", None)
+            state = getattr(self, "_online", None) or OnlineState(None)
+            state = replace(state, params=self._online_params(), lower_bounds=())
         else:  # initialised from the first batch
             if batches[0].n_samples < self.n_components:
                 raise ValueError(
                     "Expected n_samples >= n_components in the first batch of partial_fit but got "
                     f"n_components = {self.n_components}, n_samples = {batches[0].n_samples}"
                 )
-            params = self._starts(batches[0], 1, check_random_state(self.random_state), family, checked, [])[0]
-            online = None
-        lower_bounds = list(getattr(self, "lower_bounds_", [])) if fitted else []
-        for batch in batches:
-            (stats,) = statistics_pass_many(batch, [family.assigner(params)], [self.covariance_type],
-                                            [self.n_components], self.split_every, self.device)
-            if stats.weight_sum <= 0:
-                continue
-            per_row = scaled(stats, 1.0 / stats.weight_sum)
-            if online is None:
-                online = OnlineState(per_row, stats.weight_sum, 1)
-            else:
-                step = (self.learning_offset + online.n_steps) ** -self.learning_decay
-                online = OnlineState(scaled(online.stats, 1.0 - step) + scaled(per_row, step),
-                                     online.weight_seen + stats.weight_sum, online.n_steps + 1)
-            new_params = family.m_step(scaled(online.stats, online.weight_seen), params, online.n_steps)
-            lower_bounds.append(family.lower_bound(stats, params, new_params))
-            params = new_params
-        if online is None:
+            state = OnlineState(self._starts(batches[0], 1, check_random_state(self.random_state), family,
+                                             checked, [])[0])
+        settings = (family, self.covariance_type, self.n_components, self.learning_decay, self.learning_offset)
+        kernel = statistics_kernel(self.device)
+        for batch in batches:  # one compute per chunk: the chunks are read one after another
+            rows = self.batch_size or batch.n_samples
+            step = dask.delayed(online_steps, pure=True)(
+                batch.X, batch.sample_weight, state, *settings, rows, batch.first_row, kernel)
+            with blas_threads_for(1):
+                (state,) = dask.compute(step)
+        if state.n_steps == 0:
             raise ValueError("partial_fit got no rows of positive weight: nothing to learn from.")
         self._check_features(X_rows, names, reset=not fitted)
-        self._store(FitResult(params, lower_bounds[-1], lower_bounds, online.n_steps, False), data.dtype)
-        self._online, self.n_steps_ = online, online.n_steps
+        lower_bounds = (list(self.lower_bounds_) if fitted else []) + list(state.lower_bounds)
+        self._store(FitResult(state.params, lower_bounds[-1], lower_bounds, state.n_steps, False), data.dtype)
+        self._online, self.n_steps_ = state, state.n_steps
         self._data_source = describe_input(X, X_rows, sample_weight)
         return self
 

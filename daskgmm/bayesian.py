@@ -54,7 +54,7 @@ degrees_of_freedom_prior, covariance_prior, random_state, warm_start, verbose, v
         that the prior is still switching off change the bound little per row: a per-row
         tolerance can end the fit before they are gone (check ``n_active_components_``).
     chunk_rows, split_every, init_sample_size, persist, checkpoint, device, algorithm, waves, \
-learning_decay, learning_offset
+learning_decay, learning_offset, batch_size
         As in :class:`daskgmm.GaussianMixture` (``partial_fit`` too).
 
     Attributes
@@ -119,6 +119,7 @@ lower_bound_, lower_bounds_, n_features_in_, feature_names_in_
         tol_per_row=False,
         learning_decay=0.6,
         learning_offset=1.0,
+        batch_size=None,
         chunk_rows=None,
         split_every=DEFAULT_SPLIT_EVERY,
         init_sample_size=DEFAULT_INIT_SAMPLE_SIZE,
@@ -150,6 +151,7 @@ lower_bound_, lower_bounds_, n_features_in_, feature_names_in_
         self.tol_per_row = tol_per_row
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
+        self.batch_size = batch_size
         self.chunk_rows = chunk_rows
         self.split_every = split_every
         self.init_sample_size = init_sample_size

@@ -246,10 +246,12 @@ class _ChunkCounter(Callback):
 
 class Run:
     """One EM run in progress: its result so far, or the error that ended it; ``index`` is its
-    place among the starts of a fit (``n_init``)."""
+    place among the starts of a fit (``n_init``); ``waves`` what incremental EM keeps of it."""
 
-    def __init__(self, result: FitResult, error: str | None = None, index: int = 0):
+    def __init__(self, result: FitResult, error: str | None = None, index: int = 0, waves=None):
         self.result, self.error, self.index = result, error, index
+        # incremental EM: each wave's latest statistics and their sum r log r (None: not yet seen)
+        self.waves = waves
 
 
 def running(run, max_iter: int) -> bool:
@@ -351,7 +353,6 @@ def _advance_incrementally(data, runs, family, *, tol, max_iter, waves, split_ev
     """
     parts = data.in_waves(waves)
     n_chunks = data.X.numblocks[0]
-    seen = {}  # run -> (each wave's latest statistics, their sum r log r)
     passes = 0
     while True:
         active = [run for run in runs if running(run, max_iter)]
@@ -371,7 +372,9 @@ def _advance_incrementally(data, runs, family, *, tol, max_iter, waves, split_ev
             )
             chunks_before += part.X.numblocks[0]
             for run, params, stats in zip(going, models, stats_list):
-                wave_stats, entropies = seen.setdefault(run, ([None] * len(parts), [0.0] * len(parts)))
+                if run.waves is None:  # kept on the run: a checkpoint resumes with them
+                    run.waves = ([None] * len(parts), [0.0] * len(parts))
+                wave_stats, entropies = run.waves
                 wave_stats[w], entropies[w] = stats, family.entropy(stats, params)
                 if any(previous is None for previous in wave_stats):
                     continue  # the first pass: a batch E-step
@@ -387,7 +390,7 @@ def _advance_incrementally(data, runs, family, *, tol, max_iter, waves, split_ev
         for run in active:
             if run.error is not None:
                 continue
-            wave_stats, entropies = seen[run]
+            wave_stats, entropies = run.waves
             result = run.result
             lower_bound = family.bound_from_entropy(merge_stats(*wave_stats), sum(entropies), result.params)
             change = lower_bound - result.lower_bound

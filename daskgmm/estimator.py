@@ -94,6 +94,9 @@ verbose_interval
         stream closely); Cappé & Moulines' convergence needs (0.5, 1].
     learning_offset : float >= 0, default=1.0
         Delays the decay of the step sizes (larger: early batches count less).
+    batch_size : int or None, default=None
+        Rows per :meth:`partial_fit` step: a chunk (or a NumPy ``X``) of more rows makes several
+        steps, still read once. None: one step per chunk, or per NumPy ``X``.
 
     Attributes
     ----------
@@ -146,6 +149,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         verbose_interval=10,
         learning_decay=0.6,
         learning_offset=1.0,
+        batch_size=None,
         chunk_rows=None,
         split_every=DEFAULT_SPLIT_EVERY,
         init_sample_size=DEFAULT_INIT_SAMPLE_SIZE,
@@ -174,6 +178,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         )
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
+        self.batch_size = batch_size
         self.chunk_rows = chunk_rows
         self.split_every = split_every
         self.init_sample_size = init_sample_size

@@ -216,7 +216,8 @@ class CheckpointFile:
                 f"checkpoint {self.path} was written by an earlier daskgmm, which ran its starts one "
                 "after another. Delete it, or pass another checkpoint path, to start afresh.")
         try:
-            runs = [Run(self._result(info, arrays, f"run{i}"), info["error"], int(info["index"]))
+            runs = [Run(self._result(info, arrays, f"run{i}"), info["error"], int(info["index"]),
+                        self._waves(info, arrays, f"run{i}"))
                     for i, info in enumerate(metadata["runs"])]
         except (KeyError, TypeError, ValueError) as error:
             raise ModelFileError(f"{self.path}: inconsistent checkpoint ({error!r}).") from None
@@ -234,6 +235,20 @@ class CheckpointFile:
         return FitResult(params, float(info["lower_bound"]), list(info["lower_bounds"]),
                          int(info["n_iter"]), bool(info["converged"]))
 
+    def _waves(self, info, arrays, prefix):
+        """Incremental EM's statistics of every wave, as the run left them (None for batch EM)."""
+        from .stats import SufficientStats
+
+        if info.get("wave_entropies") is None:
+            return None
+        entropies = [float(v) for v in info["wave_entropies"]]
+        stats = []
+        for w in range(len(entropies)):
+            start = f"{prefix}_wave{w}_"
+            fields = {name[len(start):]: value for name, value in arrays.items() if name.startswith(start)}
+            stats.append(SufficientStats.from_arrays(self.fingerprint["covariance_type"], fields) if fields else None)
+        return stats, entropies
+
     def save(self, state):
         arrays, runs = {}, []
         for i, run in enumerate(state.runs):
@@ -245,9 +260,13 @@ class CheckpointFile:
                 "lower_bounds": [float(v) for v in result.lower_bounds],
                 "n_iter": int(result.n_iter),
                 "converged": bool(result.converged),
+                "wave_entropies": None if run.waves is None else [float(v) for v in run.waves[1]],
             })
             for name, value in result.params.to_arrays().items():
                 arrays[f"run{i}_{name}"] = value
+            for w, stats in enumerate([] if run.waves is None else run.waves[0]):
+                for name, value in ({} if stats is None else stats.to_arrays()).items():
+                    arrays[f"run{i}_wave{w}_{name}"] = value
         metadata = {
             "format": CHECKPOINT_FORMAT,
             "format_version": FORMAT_VERSION,

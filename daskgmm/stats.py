@@ -93,6 +93,17 @@ class SufficientStats:
     def n_components(self) -> int:
         return self.means.shape[0]
 
+    def to_arrays(self) -> dict:
+        """Every field but the covariance type as arrays (checkpoints of incremental EM)."""
+        return {name: np.asarray(getattr(self, name)) for name in STATS_FIELDS}
+
+    @classmethod
+    def from_arrays(cls, covariance_type: str, arrays: dict) -> "SufficientStats":
+        scalars = {"log_likelihood": float, "weight_sum": float, "n_rows": int, "n_nonfinite": int,
+                   "first_nonfinite": int}
+        return cls(covariance_type, **{name: scalars[name](arrays[name]) if name in scalars else arrays[name]
+                                       for name in STATS_FIELDS})
+
     @property
     def n_features(self) -> int:
         return self.means.shape[1]
@@ -124,6 +135,10 @@ class SufficientStats:
             min(first) if first else -1,
             *worst,
         )
+
+
+STATS_FIELDS = ("resp_sum", "means", "scatter", "log_likelihood", "weight_sum", "n_rows", "n_nonfinite",
+                "first_nonfinite", "worst_log_prob", "worst_rows", "worst_index")
 
 
 def scaled(stats: SufficientStats, factor: float) -> SufficientStats:

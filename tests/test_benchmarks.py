@@ -57,3 +57,15 @@ def test_bayesian_quick_writes_its_table(tmp_path):
         (t, d) for t in ("full", "diag") for d in ("float64", "float32")}
     assert all(np.isfinite([r["sklearn_bgm_s"], r["daskgmm_bgm_s"], r["daskgmm_gmm_s"]]).all() for r in report["rows"])
     assert "| scikit-learn BGM s/it |" in (tmp_path / "bayesian.md").read_text()
+
+
+def test_passes_quick_writes_its_table(tmp_path):
+    result = subprocess.run([sys.executable, "benchmarks/passes.py", "--quick", "--repeat", "1", "--out",
+                             str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "passes.json").read_text())
+    assert {r["algorithm"] for r in report["rows"]} == {"batch", "coarse-to-fine", "incremental", "online"}
+    assert len({r["dataset"] for r in report["rows"]}) == 3
+    online = [r for r in report["rows"] if r["algorithm"] == "online"]
+    assert all(r["passes"] < 2 for r in online)  # one pass, and the first chunk's initialisation
+    assert "| dataset | N | K | algorithm |" in (tmp_path / "passes.md").read_text()

@@ -117,3 +117,19 @@ def test_command_line_algorithms(tmp_path):
     import daskgmm
 
     np.testing.assert_allclose(daskgmm.load(tmp_path / "model").means_, reference.means_, rtol=1e-10)
+
+
+def test_incremental_checkpoint_resumes_exactly(overlapping, tmp_path):
+    from test_checkpoint import interrupting
+
+    settings = dict(n_components=6, random_state=0, max_iter=12, tol=0, algorithm="incremental", waves=3,
+                    n_init=2, persist=False)
+    X = overlapping[:12_000]  # 24 chunks of 500
+    whole = fit_quietly(GaussianMixture(**settings), da.from_array(X, chunks=500))
+    resumed = GaussianMixture(**settings, checkpoint=tmp_path / "ck")
+    with pytest.raises(KeyboardInterrupt):  # in the middle of the fifth pass, after the init's two
+        fit_quietly(resumed, interrupting(X, 24 * 6 + 10))
+    fit_quietly(resumed, da.from_array(X, chunks=500))
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_array_equal(getattr(resumed, name), getattr(whole, name))
+    assert resumed.lower_bounds_ == whole.lower_bounds_

@@ -13,7 +13,7 @@ LAYERS = [
     {"densities"},
     {"moments", "reference"},
     {"kernels"},
-    {"gpu", "io", "family"},
+    {"gpu", "io", "family", "online"},
     {"data"},
     {"engine"},
     {"init", "model_io"},

@@ -1,0 +1,67 @@
+"""Online EM (Cappé & Moulines, 2009) over one chunk of rows: pure NumPy, no Dask in here.
+
+The model keeps a running average of per-row sufficient statistics. Each step computes a
+batch's statistics under the current parameters (the chunk kernel), mixes them in with step
+size ``(learning_offset + t) ** -learning_decay`` (``t`` the steps made before; the first
+step replaces the average) and takes the family's M-step of the average, weighed as all the
+rows seen so far. :func:`online_steps` walks a chunk in batches of ``batch_rows``, so a chunk
+read once makes many steps; ``daskgmm``'s ``partial_fit`` chains it over the chunks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .kernels import chunk_statistics
+from .stats import SufficientStats, scaled
+
+
+@dataclass(frozen=True)
+class OnlineState:
+    """Online EM between steps: the parameters, the running average of per-row statistics
+    (None before the first step), the total weight seen, the steps made and each step's bound."""
+
+    params: object
+    stats: SufficientStats | None = None
+    weight_seen: float = 0.0
+    n_steps: int = 0
+    lower_bounds: tuple = ()
+
+
+def online_step(state: OnlineState, stats: SufficientStats, family, learning_decay, learning_offset) -> OnlineState:
+    """One step from the statistics of a batch under ``state.params``."""
+    if stats.weight_sum <= 0:
+        return state
+    per_row = scaled(stats, 1.0 / stats.weight_sum)
+    if state.stats is None:
+        average = per_row
+    else:
+        step = (learning_offset + state.n_steps) ** -learning_decay
+        average = scaled(state.stats, 1.0 - step) + scaled(per_row, step)
+    weight_seen, n_steps = state.weight_seen + stats.weight_sum, state.n_steps + 1
+    params = family.m_step(scaled(average, weight_seen), state.params, n_steps)
+    bound = family.lower_bound(stats, state.params, params)
+    return OnlineState(params, average, weight_seen, n_steps, state.lower_bounds + (bound,))
+
+
+def online_steps(X, sample_weight, state: OnlineState, family, covariance_type, n_components, learning_decay,
+                 learning_offset, batch_rows, row_offset=0, kernel=chunk_statistics) -> OnlineState:
+    """Online EM steps over the rows of one chunk, ``batch_rows`` at a time (the last batch of a
+    chunk takes the rest if it would be less than half a batch). Non-finite rows are refused."""
+    X = np.asarray(X)
+    starts = list(range(0, len(X), batch_rows))
+    if len(starts) > 1 and len(X) - starts[-1] < batch_rows // 2:
+        starts.pop()
+    for start, stop in zip(starts, starts[1:] + [len(X)]):
+        weights = None if sample_weight is None else np.asarray(sample_weight)[start:stop]
+        stats = kernel(X[start:stop], weights, family.assigner(state.params), covariance_type, n_components,
+                       row_offset + start)
+        if stats.n_nonfinite:
+            raise ValueError(
+                f"Input X contains NaN or infinity (the first at row {stats.first_nonfinite}). "
+                "GaussianMixture cannot fit non-finite values: drop or impute those rows first."
+            )
+        state = online_step(state, stats, family, learning_decay, learning_offset)
+    return state
