@@ -136,7 +136,7 @@ def describe_model(path) -> dict:
                      "diag": lambda: covariances,
                      "spherical": lambda: np.broadcast_to(covariances[:, None], (k, d))}[covariance_type]()
         settings = ("tol", "reg_covar", "max_iter", "n_init", "init_params", "random_state", "init_sample_size",
-                    "weight_concentration_prior_type", "weight_concentration_prior", "tol_per_row")
+                    "weight_concentration_prior_type", "weight_concentration_prior", "tol_per_row", "algorithm")
         model = metadata.get("estimator", "GaussianMixture")
         active = attributes.get("n_active_components_")
         return {
@@ -285,6 +285,8 @@ def checkpoint_for(estimator, data, warm_start):
     from .data import content_digest
 
     fingerprint = {name: getattr(estimator, name) for name in estimator._fit_settings}
+    if fingerprint.get("algorithm") == "batch":  # as before these settings existed: those checkpoints resume
+        del fingerprint["algorithm"], fingerprint["waves"]
     if type(estimator).__name__ != "GaussianMixture":
         fingerprint["model"] = type(estimator).__name__
     fingerprint.update(
