@@ -47,10 +47,12 @@ def assert_identical(a, b):
     assert a.lower_bounds_ == b.lower_bounds_
 
 
-@pytest.mark.parametrize("persist", [False, True])
-def test_a_worker_killed_mid_fit_changes_nothing(store, persist):
+@pytest.mark.parametrize("persist, algorithm", [(False, "batch"), (True, "batch"), (False, "incremental"),
+                                                (False, "coarse-to-fine")])
+def test_a_worker_killed_mid_fit_changes_nothing(store, persist, algorithm):
     path, X = store
-    reference = fit(open_array(path, chunk_bytes=2000 * 4 * 8), persist=False)
+    mode = dict(algorithm=algorithm, waves=3, init_sample_size=4000)  # a sample smaller than the data
+    reference = fit(open_array(path, chunk_bytes=2000 * 4 * 8), persist=False, **mode)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster) as client:
         client.wait_for_workers(2)
@@ -66,7 +68,7 @@ def test_a_worker_killed_mid_fit_changes_nothing(store, persist):
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            survived = GaussianMixture(**SETTINGS, persist=persist).fit(
+            survived = GaussianMixture(**SETTINGS, persist=persist, **mode).fit(
                 slowly(open_array(path, chunk_bytes=2000 * 4 * 8)), progress=KillAfterThirdPass())
         client.wait_for_workers(2, timeout=60)
         assert victim[1] not in client.run(os.getpid).values(), "the worker was not killed during the fit"
