@@ -353,6 +353,10 @@ def _advance_incrementally(data, runs, family, *, tol, max_iter, waves, split_ev
     """
     parts = data.in_waves(waves)
     n_chunks = data.X.numblocks[0]
+    rows_per_wave = [part.n_samples for part in parts]
+    for run in runs:  # statistics resumed from a checkpoint of other waves (chunking, threads) are dropped
+        if run.waves is not None and [None if s is None else s.n_rows for s in run.waves[0]] != rows_per_wave:
+            run.waves = None
     passes = 0
     while True:
         active = [run for run in runs if running(run, max_iter)]
