@@ -123,6 +123,8 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
 
     if weight_prior is None and (weight_concentration is not None or tol_per_row):
         raise click.UsageError("--weight-concentration and --tol-per-row need --bayesian")
+    if algorithm == "online" and (checkpoint or n_init > 1):
+        raise click.UsageError("--algorithm online makes one pass: it takes neither --checkpoint nor --n-init")
     if out:
         check_output(out, "model", overwrite=overwrite,
                      inputs=[data] + ([("the --checkpoint", checkpoint)] if checkpoint else []), what="--out")

@@ -117,6 +117,8 @@ def test_command_line_algorithms(tmp_path):
     import daskgmm
 
     np.testing.assert_allclose(daskgmm.load(tmp_path / "model").means_, reference.means_, rtol=1e-10)
+    wrong = run("fit", tmp_path / "x.zarr", "--algorithm", "online", "--checkpoint", tmp_path / "ck", check=False)
+    assert wrong.returncode == 2 and "--algorithm online makes one pass" in wrong.stderr
 
 
 def test_incremental_checkpoint_resumes_exactly(overlapping, tmp_path):
