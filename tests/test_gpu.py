@@ -171,3 +171,20 @@ def test_gpu_bayesian_mixture_parity_with_scikit_learn(covariance_type):
     np.testing.assert_allclose(ours.lower_bound_, np.ravel(reference.lower_bound_)[0], rtol=1e-9)
     np.testing.assert_array_equal(ours.predict(X), reference.predict(X))
     np.testing.assert_allclose(ours.score_samples(X), reference.score_samples(X), rtol=1e-9)
+
+
+@needs_gpu
+def test_gpu_fewer_passes_and_online_em_match_the_cpu():
+    X = make_data(n_samples=30_000, n_components=4, offset=20.0, seed=5)
+    for mode in (dict(algorithm="incremental", waves=3), dict(algorithm="coarse-to-fine", init_sample_size=5000)):
+        settings = dict(n_components=4, random_state=0, chunk_rows=3000, max_iter=20, tol=0, **mode)
+        cpu = fit_quietly(GaussianMixture(**settings), X)
+        gpu = fit_quietly(GaussianMixture(**settings, device="cuda"), X)
+        for name in ("weights_", "means_", "covariances_"):
+            np.testing.assert_allclose(getattr(gpu, name), getattr(cpu, name), rtol=1e-9, atol=1e-9, err_msg=name)
+    chunks = da.from_array(X, chunks=6000)
+    cpu = GaussianMixture(4, random_state=0, batch_size=2000).partial_fit(chunks)
+    gpu = GaussianMixture(4, random_state=0, batch_size=2000, device="cuda").partial_fit(chunks)
+    assert gpu.n_steps_ == cpu.n_steps_ == 15
+    np.testing.assert_allclose(gpu.means_, cpu.means_, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(gpu.covariances_, cpu.covariances_, rtol=1e-9, atol=1e-9)
