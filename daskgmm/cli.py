@@ -43,6 +43,8 @@ Examples:
   daskgmm fit frames.zarr -k 16 --covariance-type diag --out model/
   daskgmm fit features.h5 --dataset mfcc -k 32 --cluster-config cluster_configs/slurm.yaml --out model/
   daskgmm fit table/ --columns r,g,b -k 5 --scheduler tcp://10.0.0.5:8786 --checkpoint ck/ --out model/
+  daskgmm fit frames.zarr -k 20 --bayesian --out model/      # the prior switches off what is not needed
+  daskgmm fit frames.zarr -k 16 --algorithm coarse-to-fine   # a few full passes instead of dozens
 """
 
 
