@@ -55,9 +55,11 @@ class DaskMixtureMixin:
 
     Hooks a model supplies: ``_check_model_arguments(n_features)``, ``_family(data,
     checked)``, ``_starts(data, count, random_state, family, checked, samples)``,
-    ``_warm_start_params()``, ``_convergence_tol(data)``, ``_store(result, dtype)``,
-    ``_per_row_params()``, and the class attributes ``_fit_settings``/``_fit_arrays`` (what
-    a checkpoint's fingerprint holds) and ``_bound_name`` (how progress names the bound).
+    ``_warm_start_params()``, ``_online_params()`` (what ``partial_fit`` goes on from),
+    ``_convergence_tol(data)``, ``_store(result, dtype)``, ``_restore()``, ``_per_row_params()``;
+    and the class attributes ``_fit_settings``/``_fit_arrays`` (what a checkpoint's fingerprint
+    holds), ``_model_arrays``/``_model_scalars`` (what a model file holds) and ``_bound_name``
+    (how progress names the bound).
     """
 
     _bound_name = "mean log-likelihood"
