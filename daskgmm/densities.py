@@ -153,14 +153,14 @@ def moment_columns(Xc, covariance_type, workspace=None):
     ``workspace`` for the block's M-step.
     """
     ws = workspace or Workspace()
-    return ws.memo(f"moments{Xc.dtype.str}", Xc, covariance_type,
+    return ws.memo(f"moments{Xc.dtype.str}{covariance_type}", Xc, covariance_type,
                    lambda: _moment_columns(Xc, covariance_type, ws))
 
 
 def _moment_columns(Xc, covariance_type, ws):
     n_samples, n_features = Xc.shape
     width = 2 * n_features + 1 if covariance_type == "diag" else n_features + 2
-    columns = ws.get("moments", (n_samples, width), Xc.dtype)
+    columns = ws.get(f"moments-{covariance_type}", (n_samples, width), Xc.dtype)  # diag's and spherical's kept apart
     columns[:, :n_features] = Xc
     if covariance_type == "diag":
         np.multiply(Xc, Xc, out=columns[:, n_features : 2 * n_features])

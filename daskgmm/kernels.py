@@ -119,12 +119,30 @@ def chunk_statistics(
         Only the statistics: responsibilities never leave this function.
         Rows with NaN/inf are skipped and counted in ``n_nonfinite``.
     """
+    return chunk_statistics_models(X, sample_weight, [assigner], [covariance_type], [n_components], row_offset,
+                                   block_rows, [track_worst])[0]
+
+
+def chunk_statistics_models(X, sample_weight, assigners, covariance_types, n_components, row_offset=0,
+                            block_rows=None, track_worst=None):
+    """:func:`chunk_statistics` of several models in one walk over the chunk's blocks.
+
+    The models share what does not depend on them: the blocks, their centring (the centre
+    follows the rows, not a model) and, through one :class:`~daskgmm.blocks.Workspace`, the
+    per-row moment columns of every diag and spherical model. Blocks are sized for the most
+    demanding model. Each model's statistics are those a walk for it alone gives with blocks of
+    that size.
+    """
     X = np.asarray(X)
-    block_rows = block_rows or default_block_rows(n_components, X.shape[1], X.dtype.itemsize, covariance_type)
+    n_models = len(assigners)
+    worst = list(track_worst) if track_worst is not None else [0] * n_models
+    block_rows = block_rows or min(default_block_rows(k, X.shape[1], X.dtype.itemsize, covariance_type)
+                                   for k, covariance_type in zip(n_components, covariance_types))
     workspace = Workspace()
     centre = SharedCentre()
-    total = SufficientStats.empty(covariance_type, n_components, X.shape[1])
-    sums = None
+    totals = [SufficientStats.empty(covariance_type, k, X.shape[1])
+              for covariance_type, k in zip(covariance_types, n_components)]
+    sums = [None] * n_models
     for start in range(0, X.shape[0], block_rows):
         raw = X[start : start + block_rows]
         weights = None if sample_weight is None else sample_weight[start : start + block_rows]
@@ -133,27 +151,33 @@ def chunk_statistics(
         finite = None if np.isfinite(np.sum(raw)) else np.isfinite(raw).all(axis=1)
         if finite is not None and not finite.all():
             n_bad = int(raw.shape[0] - finite.sum())
-            total = total + SufficientStats(covariance_type, *_zeros_like_stats(total), n_rows=n_bad,
-                                            n_nonfinite=n_bad, first_nonfinite=int(rows[~finite][0]))
+            totals = [total + SufficientStats(total.covariance_type, *_zeros_like_stats(total), n_rows=n_bad,
+                                              n_nonfinite=n_bad, first_nonfinite=int(rows[~finite][0]))
+                      for total in totals]
             raw, rows = raw[finite], rows[finite]
             weights = None if weights is None else weights[finite]
         if raw.shape[0] == 0:
             continue
         block, new_centre = centre.centre(raw, workspace)
-        if new_centre and sums is not None:
+        if new_centre:
             # Blocks add their moment sums only about one shift: close the previous one's.
-            total, sums = total + sums.statistics(covariance_type, previous_shift), None
+            for m in range(n_models):
+                if sums[m] is not None:
+                    totals[m], sums[m] = totals[m] + sums[m].statistics(covariance_types[m], previous_shift), None
         previous_shift = block.shift
-        resp, log_norm = assigner.assign(block, rows, workspace)
-        if track_worst and log_norm is not None:
-            total = total + SufficientStats(covariance_type, *_zeros_like_stats(total),
-                                            **worst_explained(raw, log_norm, rows, weights, track_worst))
-        block_sums = moment_sums(block, resp, log_norm, weights, covariance_type, workspace)
-        centre.observe(block_sums.mean_offset(block.shift))
-        sums = block_sums if sums is None else sums + block_sums
-    if sums is not None:
-        total = total + sums.statistics(covariance_type, previous_shift)
-    return total
+        for m, (assigner, covariance_type) in enumerate(zip(assigners, covariance_types)):
+            resp, log_norm = assigner.assign(block, rows, workspace)
+            if worst[m] and log_norm is not None:
+                totals[m] = totals[m] + SufficientStats(covariance_type, *_zeros_like_stats(totals[m]),
+                                                        **worst_explained(raw, log_norm, rows, weights, worst[m]))
+            block_sums = moment_sums(block, resp, log_norm, weights, covariance_type, workspace)
+            if m == 0:  # the rows' mean (every model's responsibilities sum to one per row)
+                centre.observe(block_sums.mean_offset(block.shift))
+            sums[m] = block_sums if sums[m] is None else sums[m] + block_sums
+    for m in range(n_models):
+        if sums[m] is not None:
+            totals[m] = totals[m] + sums[m].statistics(covariance_types[m], previous_shift)
+    return totals
 
 
 def chunk_statistics_many(X, sample_weight, assigners, covariance_types, n_components, row_offset=0,
@@ -164,6 +188,9 @@ def chunk_statistics_many(X, sample_weight, assigners, covariance_types, n_compo
     are parallel lists, one entry per model (model selection and restarts
     share the pass); ``kernel`` is :func:`chunk_statistics` or its GPU twin.
     """
+    if kernel is chunk_statistics:  # one walk over the blocks for all models
+        return chunk_statistics_models(X, sample_weight, assigners, covariance_types, n_components, row_offset,
+                                       None, track_worst)
     worst = track_worst if track_worst is not None else [0] * len(assigners)
     return [
         kernel(X, sample_weight, assigner, covariance_type, k, row_offset, None, count)
