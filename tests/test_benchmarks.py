@@ -69,3 +69,10 @@ def test_passes_quick_writes_its_table(tmp_path):
     online = [r for r in report["rows"] if r["algorithm"] == "online"]
     assert all(r["passes"] < 2 for r in online)  # one pass, and the first chunk's initialisation
     assert "| dataset | N | K | algorithm |" in (tmp_path / "passes.md").read_text()
+
+
+def test_shared_pass_runs_small():
+    result = subprocess.run([sys.executable, "benchmarks/shared_pass.py", "--rows", "40000"],
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "8 walks" in result.stdout and "the 8 fits one after another" in result.stdout

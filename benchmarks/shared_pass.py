@@ -1,0 +1,77 @@
+"""What candidates of select_model share in a pass: the kernel, and select_model end to end.
+
+Run: ``.venv/bin/python benchmarks/shared_pass.py [--rows 2000000]``.
+
+(1) One chunk (262k x 16 float32), 8 models (K in 1, 2, 4, 8 x diag, spherical), one thread:
+    the statistics of all 8 in one walk over the blocks (``chunk_statistics_models``) against
+    the sum of 8 separate walks; fastest of 3.
+(2) The issue's case: a float32 Zarr store re-read every pass (``persist=False``), the same 8
+    candidates: ``select_model`` against the 8 fits one after another (independent
+    ``GaussianMixture`` fits from the same starts), and a plain read pass, in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import threadpoolctl
+import zarr
+
+from daskgmm import GaussianMixture, open_array, select_model
+from daskgmm.datasets import make_mixture, random_mixture
+from daskgmm.kernels import GaussianAssigner, chunk_statistics, chunk_statistics_models
+
+CANDIDATES = [(k, covariance_type) for covariance_type in ("diag", "spherical") for k in (1, 2, 4, 8)]
+
+
+def fastest(function, repeat=3):
+    best = np.inf
+    for _ in range(repeat):
+        started = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore")
+    weights, means, covariances = random_mixture(6, 16, separation=4.0, random_state=0)
+    X = make_mixture(args.rows, weights, means, covariances, chunk_rows=250_000).compute().astype(np.float32)
+
+    chunk = X[:262_144]  # (fewer rows with --rows below that)
+    models = [GaussianAssigner(GaussianMixture(k, covariance_type=t, max_iter=2, random_state=0)
+                               .fit(chunk[:50_000])._fitted_params()) for k, t in CANDIDATES]
+    types, ks = [t for _, t in CANDIDATES], [k for k, _ in CANDIDATES]
+    with threadpoolctl.threadpool_limits(1):
+        shared = fastest(lambda: chunk_statistics_models(chunk, None, models, types, ks))
+        separate = fastest(lambda: [chunk_statistics(chunk, None, m, t, k) for m, t, k in zip(models, types, ks)])
+    print(f"(1) one {len(chunk):,} x 16 float32 chunk, 8 models, one thread: one walk {shared:.3f} s, "
+          f"8 walks {separate:.3f} s ({separate / shared:.2f}x)")
+
+    path = Path(tempfile.mkdtemp()) / "x.zarr"
+    zarr.create_array(path, shape=X.shape, chunks=(min(250_000, len(X)), 16), dtype="f4")[:] = X
+    source = open_array(path)
+    read = fastest(lambda: source.sum(axis=0).compute(), repeat=2)
+    started = time.perf_counter()
+    result = select_model(source, n_components=(1, 2, 4, 8), covariance_types=("diag", "spherical"),
+                          random_state=0, persist=False)
+    together = time.perf_counter() - started
+    started = time.perf_counter()
+    for k, covariance_type in CANDIDATES:
+        GaussianMixture(k, covariance_type=covariance_type, random_state=0, persist=False).fit(source)
+    one_by_one = time.perf_counter() - started
+    print(f"(2) {args.rows:,} x 16 float32 Zarr, re-read every pass: select_model {together:.2f} s "
+          f"({result.passes} passes), the 8 fits one after another {one_by_one:.2f} s "
+          f"({one_by_one / together:.2f}x), a plain read pass {read:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
