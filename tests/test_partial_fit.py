@@ -81,3 +81,25 @@ def test_partial_fit_checks_its_batches(mixture):
     weights = np.ones(1000)
     model.partial_fit(mixture[1000:2000], sample_weight=weights)
     assert model.n_steps_ == 2
+
+
+def test_weights_float32_and_bad_rows_in_partial_fit(mixture):
+    X = mixture[:30_000]
+    counts = np.random.default_rng(3).integers(1, 4, size=len(X)).astype(float)
+    chunks = dict(chunks=5000)
+    weighted = GaussianMixture(5, random_state=0).partial_fit(da.from_array(X, **chunks),
+                                                               sample_weight=da.from_array(counts, **chunks))
+    rescaled = GaussianMixture(5, random_state=0).partial_fit(da.from_array(X, **chunks),
+                                                               sample_weight=da.from_array(counts * 1e-4, **chunks))
+    np.testing.assert_allclose(rescaled.means_, weighted.means_, rtol=1e-9)  # the weights' scale changes nothing
+    single = GaussianMixture(5, random_state=0).partial_fit(da.from_array(X.astype(np.float32), **chunks))
+    double = GaussianMixture(5, random_state=0).partial_fit(da.from_array(X, **chunks))
+    assert single.means_.dtype == np.float32
+    np.testing.assert_allclose(single.means_, double.means_, atol=1e-3)
+    broken = X.copy()
+    broken[12_345, 2] = np.nan
+    model = GaussianMixture(5, random_state=0).partial_fit(X[:5000])
+    before = model.means_.copy()
+    with pytest.raises(ValueError, match="NaN or infinity .*row 12345"):
+        model.partial_fit(da.from_array(broken, **chunks))
+    np.testing.assert_array_equal(model.means_, before)  # a failed call changes nothing
