@@ -48,7 +48,7 @@ def per_task_overhead(client, n_chunks=5_000):
 def graph_seconds_per_chunk(n_chunks=10_000):
     """Driver time to build one EM pass's graph, per chunk."""
     from daskgmm.data import RowData
-    from daskgmm.engine import pass_graph
+    from daskgmm.passes import pass_graph
 
     X = da.zeros((n_chunks * 10, D), chunks=(10, D))
     weights = np.full(K, 1 / K)

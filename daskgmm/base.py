@@ -24,7 +24,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .data import RowData, as_dask_rows, as_sample_weight, describe_input, feature_names
-from .engine import FitResult, Run, advance_runs, fit_mixture, per_row_pass, statistics_kernel
+from .engine import FitResult, Run, advance_runs, fit_mixture
+from .passes import per_row_pass, statistics_kernel
 from .init import draw_sample
 from .model_io import checkpoint_for, save_model
 from .outputs import check_output
@@ -330,7 +331,7 @@ class DaskMixtureMixin:
 
     def _map_rows(self, X_rows, in_memory, output):
         """Every row's ``output`` ("label", "proba", "log_norm") through the engine
-        (:func:`~daskgmm.engine.per_row_pass`): lazy for Dask input, computed at once for
+        (:func:`~daskgmm.passes.per_row_pass`): lazy for Dask input, computed at once for
         in-memory input, on the estimator's device.
 
         Rows are computed in the wider of their dtype and the model's, as

@@ -33,7 +33,7 @@ import numpy as np
 from sklearn.cluster import KMeans, kmeans_plusplus
 
 from .data import RowData
-from .engine import DEFAULT_SPLIT_EVERY, statistics_pass_many
+from .passes import DEFAULT_SPLIT_EVERY, statistics_pass_many
 from .kernels import NearestCentreAssigner, RandomAssigner
 from .params import (
     GaussianParams,

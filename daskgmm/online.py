@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .kernels import chunk_statistics
-from .stats import SufficientStats, scaled
+from .stats import SufficientStats, check_finite, scaled
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,6 @@ def online_steps(X, sample_weight, state: OnlineState, family, covariance_type, 
         weights = None if sample_weight is None else np.asarray(sample_weight)[start:stop]
         stats = kernel(X[start:stop], weights, family.assigner(state.params), covariance_type, n_components,
                        row_offset + start)
-        if stats.n_nonfinite:
-            raise ValueError(
-                f"Input X contains NaN or infinity (the first at row {stats.first_nonfinite}). "
-                "GaussianMixture cannot fit non-finite values: drop or impute those rows first."
-            )
+        check_finite(stats)
         state = online_step(state, stats, family, learning_decay, learning_offset)
     return state

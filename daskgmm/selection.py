@@ -21,7 +21,8 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from .data import RowData, as_dask_rows, as_sample_weight, feature_names
-from .engine import DEFAULT_SPLIT_EVERY, FitResult, advance_runs, place_data, statistics_pass_many
+from .engine import FitResult, advance_runs, place_data
+from .passes import DEFAULT_SPLIT_EVERY, statistics_pass_many
 from .estimator import GaussianMixture
 from .family import GaussianFamily
 from .fitted import fitted_estimator

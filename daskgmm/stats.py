@@ -148,6 +148,16 @@ def scaled(stats: SufficientStats, factor: float) -> SufficientStats:
                    log_likelihood=stats.log_likelihood * factor, weight_sum=stats.weight_sum * factor)
 
 
+def check_finite(stats: SufficientStats):
+    """scikit-learn's kind of error when the rows behind ``stats`` held NaN or infinity."""
+    if stats.n_nonfinite:
+        raise ValueError(
+            f"Input X contains NaN or infinity in {stats.n_nonfinite} of {stats.n_rows} "
+            f"rows (the first at row {stats.first_nonfinite}). GaussianMixture cannot "
+            "fit non-finite values: drop or impute those rows first."
+        )
+
+
 def merge_worst(a: SufficientStats, b: SufficientStats):
     """The ``max(m_a, m_b)`` worst-explained rows of both sides."""
     keep = max(a.worst_log_prob.size, b.worst_log_prob.size)

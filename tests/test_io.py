@@ -10,7 +10,7 @@ from distributed import Client, LocalCluster
 
 from daskgmm import GaussianMixture, open_array
 from daskgmm.data import RowData
-from daskgmm.engine import pass_graph
+from daskgmm.passes import pass_graph
 from daskgmm.io import SourceError
 from daskgmm.kernels import GaussianAssigner
 

@@ -15,6 +15,7 @@ LAYERS = [
     {"kernels"},
     {"gpu", "io", "family", "online"},
     {"data"},
+    {"passes"},
     {"engine"},
     {"init", "model_io"},
     {"base"},

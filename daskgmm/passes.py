@@ -1,0 +1,188 @@
+"""One pass over a row-chunked Dask array: a task per chunk, its statistics merged in a tree.
+
+A pass reads every chunk once for several models at once (:func:`statistics_pass_many`): each
+chunk's task computes every model's statistics (:func:`daskgmm.kernels.chunk_statistics_many`),
+the statistics are merged in a tree of fan-in ``split_every``, and the models enter the graph
+once, as a single key, so each worker receives them once whatever the number of chunks. Chunks
+finished within a pass can be counted for progress displays. :func:`per_row_pass` is the lazy
+per-row twin (labels, probabilities, log-likelihoods). The EM loops over passes are in
+:mod:`daskgmm.engine`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import dask
+import numpy as np
+from dask.callbacks import Callback
+
+from .data import RowData
+from .kernels import chunk_statistics, chunk_statistics_many
+from .params import GaussianParams
+from .runtime import active_client, blas_threads_for
+from .stats import check_finite, merge_stats, merge_stats_lists
+
+DEFAULT_SPLIT_EVERY = 16
+
+
+def tree_merge(parts, split_every=DEFAULT_SPLIT_EVERY, merge=merge_stats):
+    """Merge delayed partial results in a tree of fan-in ``split_every``."""
+    split_every = max(2, int(split_every))
+    while len(parts) > 1:
+        parts = [
+            dask.delayed(merge, pure=True)(*parts[i : i + split_every])
+            for i in range(0, len(parts), split_every)
+        ]
+    return parts[0]
+
+
+def _chunk_tasks(data: RowData, make_task):
+    """``make_task(x_block, w_block, row_offset)`` for every chunk of the data."""
+    x_blocks = data.X.to_delayed().ravel()
+    if data.sample_weight is None:
+        w_blocks = [None] * len(x_blocks)
+    else:
+        w_blocks = data.sample_weight.to_delayed().ravel()
+    return [make_task(x, w, offset) for x, w, offset in zip(x_blocks, w_blocks, data.row_offsets)]
+
+
+def statistics_kernel(device: str = "cpu"):
+    """The chunk task of a pass: :func:`daskgmm.kernels.chunk_statistics`, or its CuPy twin
+    :func:`daskgmm.gpu.chunk_statistics` for ``device="cuda"`` (same signature and result)."""
+    if device == "cuda":
+        from . import gpu
+
+        return gpu.chunk_statistics
+    return chunk_statistics
+
+
+def per_row_pass(X, params: GaussianParams, output: str, device: str = "cpu"):
+    """Every row's ``output`` ("label", "proba" or "log_norm") as a lazy Dask array with ``X``'s
+    row chunks: :func:`daskgmm.kernels.per_row` per chunk, or its GPU twin for ``device="cuda"``.
+    The parameters enter the graph once, as one key."""
+    if device == "cuda":
+        from . import gpu as backend
+    else:
+        from . import kernels as backend
+    params_key = dask.delayed(params, pure=True)
+    if output == "proba":
+        return X.map_blocks(backend.per_row, params_key, output,
+                            chunks=(X.chunks[0], (params.n_components,)), dtype=X.dtype)
+    return X.map_blocks(backend.per_row, params_key, output, drop_axis=1,
+                        dtype=np.int64 if output == "label" else X.dtype)
+
+
+def pass_graph(
+    data: RowData,
+    assigners: list,
+    covariance_types: list,
+    n_components: list,
+    split_every: int = DEFAULT_SPLIT_EVERY,
+    device: str = "cpu",
+    track_worst: list | None = None,
+):
+    """The graph of one pass for several models: a statistics task per chunk (one read of it for
+    all models), merged in a tree of fan-in ``split_every``. Returns a ``Delayed`` of the list of
+    merged :class:`SufficientStats`, one per model. The models enter the graph as one key, so
+    each worker receives them once, whatever the number of chunks.
+
+    ``track_worst`` (one count per model) keeps that many worst-explained rows (re-seeding).
+    """
+    parts = _pass_parts(data, assigners, covariance_types, n_components, device, track_worst)
+    return tree_merge(parts, split_every, merge_stats_lists)
+
+
+def _pass_parts(data, assigners, covariance_types, n_components, device, track_worst):
+    """The chunk tasks of a pass (delayed), before they are merged."""
+    models = dask.delayed(list(assigners), pure=True)
+    kernel = statistics_kernel(device)
+    worst = list(track_worst) if track_worst is not None else [0] * len(assigners)
+    return _chunk_tasks(
+        data,
+        lambda x, w, offset: dask.delayed(chunk_statistics_many, pure=True)(
+            x, w, models, list(covariance_types), list(n_components), offset, kernel, worst
+        ),
+    )
+
+
+def statistics_pass_many(
+    data: RowData,
+    assigners: list,
+    covariance_types: list,
+    n_components: list,
+    split_every: int = DEFAULT_SPLIT_EVERY,
+    device: str = "cpu",
+    track_worst: list | None = None,
+    on_chunk=None,
+) -> list:
+    """One read of every chunk for several models: their merged statistics, in order (the
+    arguments are :func:`pass_graph`'s). Non-finite rows are refused with a clear error.
+
+    ``on_chunk(done, total)`` is told as chunks finish (at most twice a second, and at the end):
+    on Dask's local schedulers through a callback; on a distributed cluster the pass is then
+    submitted as futures, one per chunk, merged on the workers in the same tree (same result).
+    """
+    client = active_client()
+    with blas_threads_for(data.X.numblocks[0]):
+        if on_chunk is not None and client is not None:
+            parts = _pass_parts(data, assigners, covariance_types, n_components, device, track_worst)
+            stats_list = _compute_counting_chunks(client, parts, split_every, _Throttled(on_chunk, len(parts)))
+        else:
+            counting = _ChunkCounter(on_chunk, data.X.numblocks[0]) if on_chunk else contextlib.nullcontext()
+            with counting:
+                (stats_list,) = dask.compute(pass_graph(data, assigners, covariance_types, n_components,
+                                                        split_every, device, track_worst))
+    for stats in stats_list:
+        check_finite(stats)
+    return stats_list
+
+
+def _compute_counting_chunks(client, parts, split_every, tell):
+    """``parts`` merged as :func:`tree_merge` merges them, computed as futures so that finished
+    chunks can be counted; each chunk's statistics are let go as soon as they are counted, so
+    the workers drop them once merged (no more memory than the plain graph)."""
+    from distributed import as_completed
+
+    futures = client.compute(parts)
+    finished = as_completed(futures)
+    level, split_every = futures, max(2, int(split_every))
+    del futures
+    while len(level) > 1:
+        level = [client.submit(merge_stats_lists, *level[i : i + split_every], pure=True)
+                 for i in range(0, len(level), split_every)]
+    (merged,) = level
+    del level
+    for future in finished:
+        tell.chunk_finished()
+        del future
+    return merged.result()
+
+
+class _Throttled:
+    """Calls ``on_chunk(done, total)`` at most every ``interval_s`` seconds, and at the last chunk."""
+
+    def __init__(self, on_chunk, total, interval_s=0.5):
+        self.on_chunk, self.total, self.interval_s = on_chunk, total, interval_s
+        self.done, self.told = 0, 0.0
+
+    def chunk_finished(self):
+        self.done += 1
+        now = time.perf_counter()
+        if self.done == self.total or now - self.told >= self.interval_s:
+            self.told = now
+            self.on_chunk(self.done, self.total)
+
+
+class _ChunkCounter(Callback):
+    """Counts the chunk tasks of a pass as Dask's local scheduler finishes them."""
+
+    def __init__(self, on_chunk, total):
+        super().__init__()
+        self.tell = _Throttled(on_chunk, total)
+
+    def _posttask(self, key, result, dsk, state, worker_id):
+        name = key[0] if isinstance(key, tuple) else key
+        if str(name).startswith("chunk_statistics_many"):
+            self.tell.chunk_finished()
