@@ -237,6 +237,8 @@ def test_command_line_fit_info_predict(tmp_path):
     assert "3 components carry weight" in run("info", tmp_path / "model").stdout
     run("predict", tmp_path / "model", tmp_path / "x.zarr", "--out", tmp_path / "labels.zarr")
     np.testing.assert_array_equal(zarr.open_array(tmp_path / "labels.zarr")[:], reference.predict(X))
+    scored = run("score", tmp_path / "model", tmp_path / "x.zarr").stdout
+    assert f"mean log-likelihood: {reference.score(X):.6f}  (a Bayesian mixture: no BIC/AIC)" in scored
 
     as_json = run("fit", tmp_path / "x.zarr", "-k", 8, "--bayesian", "dirichlet_distribution",
                   "--weight-concentration", "0.01", "--random-state", 1, "--json")

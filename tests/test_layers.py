@@ -24,6 +24,7 @@ LAYERS = [
     {"selection"},
     {"demo"},
     {"console"},
+    {"cli_model"},
     {"cli", "__init__"},
     {"__main__"},
 ]
