@@ -1,5 +1,6 @@
-"""The ``daskgmm`` command: fit, predict, score, select, info, cluster, certificates, demo
-(what the commands share is in :mod:`daskgmm.console`).
+"""The ``daskgmm`` command: fit, select, cluster, certificates, demo here; predict, score and
+info (the commands on a saved model) in :mod:`daskgmm.cli_model`; what they share in
+:mod:`daskgmm.console`.
 
 Errors print one line on stderr and exit with status 1 (``--debug`` shows the
 traceback); usage errors exit with 2.
