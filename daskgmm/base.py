@@ -45,10 +45,14 @@ DASK_PARAMETER_CONSTRAINTS = {
     "waves": [StrOptions({"auto"}), Interval(Integral, 2, None, closed="left")],
     "learning_decay": [Interval(Real, 0, 1, closed="both")],
     "learning_offset": [Interval(Real, 0, None, closed="left")],
-    "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+    "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left"), None],
 }
 # incremental EM's waves per pass when "auto": about one task per thread in each wave, within these
 AUTO_WAVES = (2, 16)
+# partial_fit's steps over a Dask X when batch_size="auto": about this many per call, of at least
+# this many rows. Measured (benchmarks/passes.py): one epoch of online EM lands near batch EM with
+# hundreds of steps, and a step of fewer rows costs more in overhead than it gains.
+AUTO_STEPS, AUTO_MIN_STEP_ROWS = 1000, 256
 
 
 class DaskMixtureMixin:
@@ -198,8 +202,8 @@ class DaskMixtureMixin:
         ``(learning_offset + t) ** -learning_decay`` (``t`` the steps made before; the first step
         replaces the average, so on a fitted model it is exactly one EM step) and takes the
         M-step of the average (:mod:`daskgmm.online`). A NumPy ``X`` is one batch; a Dask or
-        stored ``X`` is consumed chunk by chunk, each chunk read once; ``batch_size`` splits
-        either into steps of that many rows. The first call on an unfitted model initialises it
+        stored ``X`` is consumed chunk by chunk, each chunk read once, in ``batch_size`` steps
+        (by default about 1000 steps for a Dask ``X``, one step for a NumPy ``X``). The first call on an unfitted model initialises it
         (``init_params``) from ``X``, or from the first chunk of a Dask ``X``; a fitted model (by
         ``fit`` too) goes on from its parameters. A variational model's average is weighed as
         all the rows seen so far (its posterior firms up with the data).
@@ -235,8 +239,9 @@ class DaskMixtureMixin:
                                              checked, [])[0])
         settings = (family, self.covariance_type, self.n_components, self.learning_decay, self.learning_offset)
         kernel = statistics_kernel(self.device)
+        step_rows = self._step_rows(data)
         for batch in batches:  # one compute per chunk: the chunks are read one after another
-            rows = self.batch_size or batch.n_samples
+            rows = step_rows or batch.n_samples
             step = dask.delayed(online_steps, pure=True)(
                 batch.X, batch.sample_weight, state, *settings, rows, batch.first_row, kernel)
             with blas_threads_for(1):
@@ -249,6 +254,14 @@ class DaskMixtureMixin:
         self._online, self.n_steps_ = state, state.n_steps
         self._data_source = describe_input(X, X_rows, sample_weight)
         return self
+
+    def _step_rows(self, data: RowData):
+        """Rows per online-EM step (None: a step per chunk, or per NumPy ``X``)."""
+        if self.batch_size != "auto":
+            return self.batch_size
+        if data.in_memory:
+            return None  # the caller's batch is one step, as in MiniBatchKMeans.partial_fit
+        return max(AUTO_MIN_STEP_ROWS, -(-data.n_samples // AUTO_STEPS))
 
     def _convergence_tol(self, data: RowData) -> float:
         return self.tol

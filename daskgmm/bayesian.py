@@ -120,7 +120,7 @@ lower_bound_, lower_bounds_, n_features_in_, feature_names_in_
         tol_per_row=False,
         learning_decay=0.6,
         learning_offset=1.0,
-        batch_size=None,
+        batch_size="auto",
         chunk_rows=None,
         split_every=DEFAULT_SPLIT_EVERY,
         init_sample_size=DEFAULT_INIT_SAMPLE_SIZE,

@@ -102,7 +102,7 @@ def main(args=None):
               show_default=True,
               help="How EM passes over the data. batch: scikit-learn's EM. coarse-to-fine: EM on the initialisation "
                    "sample in memory first, then a few full passes. incremental: an M-step after each wave of "
-                   "chunks. online: one pass, an online-EM step per chunk (data too large to pass over often).")
+                   "chunks. online: one pass, about 1000 online-EM steps (data too large to pass over often).")
 @click.option("--bayesian", "weight_prior", is_flag=False, flag_value="dirichlet_process", default=None,
               type=click.Choice(["dirichlet_process", "dirichlet_distribution"]),
               help="Fit a variational Bayesian mixture (BayesianGaussianMixture) whose weight prior switches off "
@@ -159,7 +159,7 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
                                           weight_concentration_prior=weight_concentration, tol_per_row=tol_per_row)
             bound = "lower bound" + (" per row" if tol_per_row else " (a total over the rows)")
         if not quiet and algorithm == "online":
-            click.echo(f"online EM: one pass over the data, a step per chunk ({X.numblocks[0]} chunks)", err=True)
+            click.echo(f"online EM: one pass over the data ({X.numblocks[0]} chunks)", err=True)
         elif not quiet:
             click.echo(f"EM ({algorithm}): until the {bound} changes by less than {tol:g} in an iteration "
                        f"(at most {max_iter})" + (f", {n_init} starts advancing together" if n_init > 1 else ""),

@@ -95,9 +95,12 @@ verbose_interval
         stream closely); Cappé & Moulines' convergence needs (0.5, 1].
     learning_offset : float >= 0, default=1.0
         Delays the decay of the step sizes (larger: early batches count less).
-    batch_size : int or None, default=None
+    batch_size : "auto", int or None, default="auto"
         Rows per :meth:`partial_fit` step: a chunk (or a NumPy ``X``) of more rows makes several
-        steps, still read once. None: one step per chunk, or per NumPy ``X``.
+        steps, still read once. None: one step per chunk, or per NumPy ``X``. "auto": a NumPy
+        ``X`` is one step (the caller's batch, as in ``MiniBatchKMeans.partial_fit``); a Dask or
+        stored ``X`` (a dataset read once) makes about 1000 steps of at least 256 rows, which is
+        what one epoch needs to land near batch EM on rows in random order (docs/guide.md).
 
     Attributes
     ----------
@@ -150,7 +153,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         verbose_interval=10,
         learning_decay=0.6,
         learning_offset=1.0,
-        batch_size=None,
+        batch_size="auto",
         chunk_rows=None,
         split_every=DEFAULT_SPLIT_EVERY,
         init_sample_size=DEFAULT_INIT_SAMPLE_SIZE,

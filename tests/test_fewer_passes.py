@@ -111,9 +111,10 @@ def test_command_line_algorithms(tmp_path):
                  "--out", tmp_path / "model")
     # the command reads two storage chunks per task here (its data line says so)
     assert "in 5 chunks" in online.stderr
-    assert "online EM: one pass over the data, a step per chunk (5 chunks)" in online.stderr
-    assert "online EM: 5 steps in one pass" in online.stdout
+    assert "online EM: one pass over the data (5 chunks)" in online.stderr
     reference = GaussianMixture(6, random_state=0).partial_fit(da.from_array(X, chunks=12_000))
+    # 256-row steps (the "auto" minimum): 47 per 12,000-row chunk
+    assert reference.n_steps_ == 5 * 47 and "online EM: 235 steps in one pass" in online.stdout
     import daskgmm
 
     np.testing.assert_allclose(daskgmm.load(tmp_path / "model").means_, reference.means_, rtol=1e-10)

@@ -33,7 +33,9 @@ def test_one_epoch_over_the_chunks_is_close_to_batch_em_and_reads_each_chunk_onc
     batch = fit_quietly(GaussianMixture(5, random_state=0), mixture)
     dx, reads = counting_reads(mixture, 5000)
     online = GaussianMixture(5, random_state=0).partial_fit(dx)
-    assert online.n_steps_ == dx.numblocks[0] and online.n_iter_ == online.n_steps_ and not online.converged_
+    # batch_size="auto": steps of max(256, 100_000 / 1000) rows, so 19 full steps per 5000-row chunk
+    # and its last 136 rows (more than half a step) as a 20th
+    assert online.n_steps_ == 20 * dx.numblocks[0] and online.n_iter_ == online.n_steps_ and not online.converged_
     # not worse than batch EM by more than 0.01 per row (here better: batch EM's k-means start
     # leads it to a poorer optimum)
     assert online.score(mixture) > batch.score(mixture) - 0.01
@@ -42,8 +44,15 @@ def test_one_epoch_over_the_chunks_is_close_to_batch_em_and_reads_each_chunk_onc
     assert counts[0] == 3 and set(counts[1:]) == {1}
     # and a second epoch goes on from there
     online.partial_fit(dx)
-    assert online.n_steps_ == 2 * dx.numblocks[0]
+    assert online.n_steps_ == 2 * 20 * dx.numblocks[0]
     assert online.score(mixture) > batch.score(mixture) - 0.01
+
+
+def test_batch_size_none_makes_a_step_per_chunk_and_a_numpy_batch_is_one_step(mixture):
+    dx = da.from_array(mixture[:40_000], chunks=4000)
+    assert GaussianMixture(5, random_state=0, batch_size=None).partial_fit(dx).n_steps_ == 10
+    assert GaussianMixture(5, random_state=0).partial_fit(mixture[:40_000]).n_steps_ == 1
+    assert GaussianMixture(5, random_state=0, batch_size=1000).partial_fit(mixture[:40_000]).n_steps_ == 40
 
 
 def test_online_em_follows_a_drifting_mixture():
