@@ -272,8 +272,35 @@ def connect_timeout_s() -> float:
     return min(10.0, parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), default="s"))
 
 
+def client_security(address: str, tls_files: dict):
+    """The client's ``distributed.Security`` for a scheduler address: None for tcp:// (Dask's
+    configuration applies), the named files for tls://; a named file that does not exist is an
+    error naming it before any connection is tried."""
+    if not tls_files:
+        return None
+    from distributed import Security
+
+    missing = [path for path in tls_files.values() if not Path(path).is_file()]
+    if missing:
+        raise ClusterConfigError(f"TLS file(s) not found: {', '.join(map(str, missing))}")
+    if set(tls_files) != {"tls_ca_file", "tls_client_cert", "tls_client_key"}:
+        raise ClusterConfigError("a tls:// scheduler needs all three of --tls-ca-file, --tls-cert and --tls-key")
+    return Security(require_encryption=True, **{key: str(value) for key, value in tls_files.items()})
+
+
+def _connect_failure(address, timeout, error, security) -> str:
+    if address.startswith("tls://") and security is None and isinstance(error, TypeError):
+        # distributed asks for an ssl_context it was not given
+        return (f"{address} is a TLS scheduler and this client has no certificates: pass --tls-ca-file, "
+                "--tls-cert and --tls-key (files the cluster's CA signed), or set Dask's "
+                "distributed.comm.tls.* configuration.")
+    hint = ("If it runs, its CA may not have signed this client's certificate (or the reverse)."
+            if address.startswith("tls://") else "Is it running, and is the address (protocol, host, port) right?")
+    return (f"no Dask scheduler answered at {address} within {timeout:g} s ({type(error).__name__}). {hint}")
+
+
 @contextmanager
-def connect(target=None):
+def connect(target=None, tls_files=None):
     """A ``distributed.Client`` for ``target``, closed (with its cluster) on exit.
 
     Parameters
@@ -282,19 +309,20 @@ def connect(target=None):
         None: a local cluster on 127.0.0.1 (the default). A scheduler address
         (``tcp://host:8786`` or ``tls://...``): connect to it. Anything else:
         a cluster config file to start.
+    tls_files : dict, optional
+        For a ``tls://`` address: ``tls_ca_file``, ``tls_client_cert``, ``tls_client_key`` (PEM
+        paths). Without them the client takes Dask's configuration
+        (``distributed.comm.tls.*``, e.g. ``DASK_DISTRIBUTED__COMM__TLS__CA_FILE``).
     """
     from distributed import Client
 
     if isinstance(target, str) and "://" in target:
         timeout = connect_timeout_s()
+        security = client_security(target, tls_files or {})
         try:
-            client = Client(target, timeout=timeout)
-        except OSError as error:  # distributed's TimeoutError is an OSError
-            raise ConnectionError(
-                f"no Dask scheduler answered at {target} within {timeout:g} s ({type(error).__name__}). "
-                "Is it running, and is the address (protocol, host, port) right? A tls:// scheduler needs "
-                "--cluster-config with its certificates."
-            ) from None
+            client = Client(target, timeout=timeout, security=security)
+        except (OSError, TypeError) as error:  # distributed's TimeoutError is an OSError
+            raise ConnectionError(_connect_failure(target, timeout, error, security)) from None
         with client:
             yield client
         return

@@ -119,8 +119,23 @@ overwrite_option = click.option("--overwrite", is_flag=True,
                                 help="Replace an output that daskgmm wrote before (never anything else).")
 
 
+TLS_OPTIONS = {"--tls-ca-file": "tls_ca_file", "--tls-cert": "tls_client_cert", "--tls-key": "tls_client_key"}
+
+
+def _remember_tls_file(context, parameter, value):
+    # kept on the context, not passed to every command: only cluster_context uses them
+    if value is not None:
+        context.meta.setdefault("daskgmm.tls", {})[TLS_OPTIONS[parameter.opts[0]]] = value
+    return value
+
+
 def cluster_options(command):
-    command = click.option("--scheduler", metavar="ADDRESS", help="Connect to a running scheduler (tcp://host:8786).")(command)
+    for option, what in reversed([("--tls-ca-file", "the CA certificate"), ("--tls-cert", "this client's certificate"),
+                                  ("--tls-key", "this client's private key")]):
+        command = click.option(option, type=click.Path(dir_okay=False), expose_value=False, callback=_remember_tls_file,
+                               help=f"For a tls:// --scheduler: {what} (PEM), as `dask worker` takes it.")(command)
+    command = click.option("--scheduler", metavar="ADDRESS",
+                           help="Connect to a running scheduler (tcp://host:8786; tls://host:8786 with --tls-*).")(command)
     command = click.option("--cluster-config", type=click.Path(dir_okay=False), help="Start a cluster from a YAML config.")(command)
     command = click.option("--local", "local_cluster", is_flag=True,
                            help="Start a local cluster on 127.0.0.1 (default: Dask's threaded scheduler).")(command)
@@ -192,13 +207,17 @@ def cluster_context(scheduler, cluster_config, local_cluster):
 
     if sum(bool(x) for x in (scheduler, cluster_config, local_cluster)) > 1:
         raise click.UsageError("use only one of --scheduler, --cluster-config and --local")
+    tls_files = click.get_current_context().meta.get("daskgmm.tls", {})
+    if tls_files and not (scheduler or "").startswith("tls://"):
+        raise click.UsageError("--tls-ca-file, --tls-cert and --tls-key are for a tls:// --scheduler "
+                               "(a --cluster-config names its certificates under security:)")
     if not (scheduler or cluster_config or local_cluster):
         yield None
         return
     from .cluster import connect
 
     logging.getLogger("distributed").setLevel(logging.CRITICAL)
-    with connect(scheduler or cluster_config) as client, worker_deaths_explained():
+    with connect(scheduler or cluster_config, tls_files=tls_files) as client, worker_deaths_explained():
         yield client
 
 
