@@ -3,8 +3,9 @@
 Run: ``.venv/bin/python benchmarks/shared_pass.py [--rows 2000000]``.
 
 (1) One chunk (262k x 16 float32), 8 models (K in 1, 2, 4, 8 x diag, spherical), one thread:
-    the statistics of all 8 in one walk over the blocks (``chunk_statistics_models``) against
-    the sum of 8 separate walks; fastest of 3.
+    the statistics of all 8 in one walk over the blocks (``chunk_statistics_models``), with
+    their GEMMs stacked (``stack=True``, what select_model runs) and without, against the sum of
+    8 separate walks; fastest of 3.
 (2) The issue's case: a float32 Zarr store re-read every pass (``persist=False``), the same 8
     candidates: ``select_model`` against the 8 fits one after another (independent
     ``GaussianMixture`` fits from the same starts), and a plain read pass, in one run.
@@ -51,10 +52,12 @@ def main(argv=None):
                                .fit(chunk[:50_000])._fitted_params()) for k, t in CANDIDATES]
     types, ks = [t for _, t in CANDIDATES], [k for k, _ in CANDIDATES]
     with threadpoolctl.threadpool_limits(1):
+        stacked = fastest(lambda: chunk_statistics_models(chunk, None, models, types, ks, stack=True))
         shared = fastest(lambda: chunk_statistics_models(chunk, None, models, types, ks))
         separate = fastest(lambda: [chunk_statistics(chunk, None, m, t, k) for m, t, k in zip(models, types, ks)])
-    print(f"(1) one {len(chunk):,} x 16 float32 chunk, 8 models, one thread: one walk {shared:.3f} s, "
-          f"8 walks {separate:.3f} s ({separate / shared:.2f}x)")
+    print(f"(1) one {len(chunk):,} x 16 float32 chunk, 8 models, one thread: one walk, GEMMs stacked "
+          f"{stacked:.3f} s ({separate / stacked:.2f}x), one walk, a GEMM per model {shared:.3f} s "
+          f"({separate / shared:.2f}x), 8 walks {separate:.3f} s")
 
     path = Path(tempfile.mkdtemp()) / "x.zarr"
     zarr.create_array(path, shape=X.shape, chunks=(min(250_000, len(X)), 16), dtype="f4")[:] = X

@@ -99,6 +99,7 @@ def advance_runs(
     on_pass=None,
     on_chunk=None,
     waves: int = 1,
+    stack: bool = False,
 ) -> int:
     """The EM loop: advance every run by one shared read of the data per iteration until each
     has converged, failed or done ``max_iter`` iterations. Returns the passes made.
@@ -127,11 +128,15 @@ def advance_runs(
     waves : int
         1: batch EM. More: incremental EM (:func:`_advance_incrementally`), the chunks in this
         many waves with an M-step after each.
+    stack : bool
+        Runs of different models (``select_model``'s candidates) stack their diag/spherical
+        GEMMs (:mod:`daskgmm.stacked`): faster, equal to lone runs up to round-off. False keeps
+        every run bit for bit what it would be alone (restarts).
     """
     if waves > 1 and data.X.numblocks[0] > 1:
         return _advance_incrementally(data, runs, family, tol=tol, max_iter=max_iter, waves=waves,
                                       split_every=split_every, device=device, fail_soft=fail_soft,
-                                      on_iteration=on_iteration, on_pass=on_pass, on_chunk=on_chunk)
+                                      on_iteration=on_iteration, on_pass=on_pass, on_chunk=on_chunk, stack=stack)
     passes = 0
     while True:
         active = [run for run in runs if running(run, max_iter)]
@@ -142,7 +147,7 @@ def advance_runs(
         stats_list = statistics_pass_many(
             data, [family.assigner(params) for params in models], [p.covariance_type for p in models],
             [p.n_components for p in models], split_every, device,
-            track_worst=[family.rows_to_track(params) for params in models], on_chunk=on_chunk,
+            track_worst=[family.rows_to_track(params) for params in models], on_chunk=on_chunk, stack=stack,
         )
         passes += 1
         for run, stats in zip(active, stats_list):
@@ -166,7 +171,7 @@ def advance_runs(
 
 
 def _advance_incrementally(data, runs, family, *, tol, max_iter, waves, split_every, device, fail_soft,
-                           on_iteration, on_pass, on_chunk) -> int:
+                           on_iteration, on_pass, on_chunk, stack) -> int:
     """Incremental EM (Neal & Hinton, 1998): the chunks in ``waves`` groups; after the first full
     pass (a batch E-step), each wave's statistics are renewed under the current parameters and
     the M-step runs on the merge of every wave's latest statistics, so the parameters move
@@ -198,7 +203,7 @@ def _advance_incrementally(data, runs, family, *, tol, max_iter, waves, split_ev
             stats_list = statistics_pass_many(
                 part, [family.assigner(params) for params in models], [p.covariance_type for p in models],
                 [p.n_components for p in models], split_every, device,
-                track_worst=[family.rows_to_track(params) for params in models], on_chunk=tell,
+                track_worst=[family.rows_to_track(params) for params in models], on_chunk=tell, stack=stack,
             )
             chunks_before += part.X.numblocks[0]
             for run, params, stats in zip(going, models, stats_list):

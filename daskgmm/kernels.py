@@ -17,6 +17,7 @@ from .blocks import SharedCentre, Workspace, centre_block, default_block_rows
 from .densities import normalize_log_prob, weighted_log_prob
 from .moments import moment_sums
 from .params import GaussianParams
+from .stacked import STACKABLE_TYPES, StackedModels
 from .stats import SufficientStats
 
 # Rows per block of the counter-based generator behind 'random' initialisation:
@@ -124,18 +125,24 @@ def chunk_statistics(
 
 
 def chunk_statistics_models(X, sample_weight, assigners, covariance_types, n_components, row_offset=0,
-                            block_rows=None, track_worst=None):
+                            block_rows=None, track_worst=None, stack=False):
     """:func:`chunk_statistics` of several models in one walk over the chunk's blocks.
 
     The models share what does not depend on them: the blocks, their centring (the centre
     follows the rows, not a model) and, through one :class:`~daskgmm.blocks.Workspace`, the
     per-row moment columns of every diag and spherical model. Blocks are sized for the most
     demanding model. Each model's statistics are those a walk for it alone gives with blocks of
-    that size.
+    that size, bit for bit, unless ``stack``: then the diag and spherical models' E-steps run
+    as one GEMM and their M-step sums as another (:mod:`daskgmm.stacked`), equal to their lone
+    walks up to round-off.
     """
     X = np.asarray(X)
     n_models = len(assigners)
     worst = list(track_worst) if track_worst is not None else [0] * n_models
+    stacked_index = [m for m in range(n_models) if stack and isinstance(assigners[m], GaussianAssigner)
+                     and covariance_types[m] in STACKABLE_TYPES]
+    stacked = StackedModels([assigners[m].params for m in stacked_index]) if len(stacked_index) > 1 else None
+    lone = [m for m in range(n_models) if stacked is None or m not in stacked_index]
     block_rows = block_rows or min(default_block_rows(k, X.shape[1], X.dtype.itemsize, covariance_type)
                                    for k, covariance_type in zip(n_components, covariance_types))
     workspace = Workspace()
@@ -165,12 +172,17 @@ def chunk_statistics_models(X, sample_weight, assigners, covariance_types, n_com
                 if sums[m] is not None:
                     totals[m], sums[m] = totals[m] + sums[m].statistics(covariance_types[m], previous_shift), None
         previous_shift = block.shift
-        for m, (assigner, covariance_type) in enumerate(zip(assigners, covariance_types)):
-            resp, log_norm = assigner.assign(block, rows, workspace)
+        block_results = {}
+        if stacked is not None:
+            block_results.update(zip(stacked_index, stacked.block_sums(block, weights, workspace)))
+        for m in lone:
+            resp, log_norm = assigners[m].assign(block, rows, workspace)
+            block_results[m] = moment_sums(block, resp, log_norm, weights, covariance_types[m], workspace), log_norm
+        for m in range(n_models):
+            block_sums, log_norm = block_results[m]
             if worst[m] and log_norm is not None:
-                totals[m] = totals[m] + SufficientStats(covariance_type, *_zeros_like_stats(totals[m]),
+                totals[m] = totals[m] + SufficientStats(covariance_types[m], *_zeros_like_stats(totals[m]),
                                                         **worst_explained(raw, log_norm, rows, weights, worst[m]))
-            block_sums = moment_sums(block, resp, log_norm, weights, covariance_type, workspace)
             if m == 0:  # the rows' mean (every model's responsibilities sum to one per row)
                 centre.observe(block_sums.mean_offset(block.shift))
             sums[m] = block_sums if sums[m] is None else sums[m] + block_sums
@@ -181,16 +193,17 @@ def chunk_statistics_models(X, sample_weight, assigners, covariance_types, n_com
 
 
 def chunk_statistics_many(X, sample_weight, assigners, covariance_types, n_components, row_offset=0,
-                          kernel=chunk_statistics, track_worst=None):
+                          kernel=chunk_statistics, track_worst=None, stack=False):
     """Statistics of one chunk for several models at once: one read, one list of statistics.
 
     ``assigners``, ``covariance_types``, ``n_components`` and ``track_worst``
     are parallel lists, one entry per model (model selection and restarts
-    share the pass); ``kernel`` is :func:`chunk_statistics` or its GPU twin.
+    share the pass); ``kernel`` is :func:`chunk_statistics` or its GPU twin; ``stack``: see
+    :func:`chunk_statistics_models`.
     """
     if kernel is chunk_statistics:  # one walk over the blocks for all models
         return chunk_statistics_models(X, sample_weight, assigners, covariance_types, n_components, row_offset,
-                                       None, track_worst)
+                                       None, track_worst, stack)
     worst = track_worst if track_worst is not None else [0] * len(assigners)
     return [
         kernel(X, sample_weight, assigner, covariance_type, k, row_offset, None, count)

@@ -135,12 +135,33 @@ def moment_sums(block: CentredBlock, resp, log_norm, sample_weight, covariance_t
         second = sums[:, n_features : 2 * n_features] if covariance_type == "diag" else sums[:, n_features]
         diagonal = second if covariance_type == "diag" else second[:, None]
         first = sums[:, :n_features]
+    return _finished_sums(block, resp, mass, first, second, diagonal, log_norm, sample_weight, covariance_type, ws)
+
+
+def separable_sums(block: CentredBlock, resp, sums, log_norm, sample_weight, covariance_type, ws) -> MomentSums:
+    """:func:`moment_sums` of a diag or spherical model whose GEMM is done: ``sums`` (K, 2D+1) are
+    its weighted responsibilities ``resp`` (n, K) times the diag moment columns ``[x, x^2, 1]``
+    (:mod:`daskgmm.stacked` makes them for several models at once)."""
+    n_features = block.raw.shape[1]
+    first, mass = sums[:, :n_features], sums[:, 2 * n_features]
+    if covariance_type == "diag":
+        second = diagonal = sums[:, n_features : 2 * n_features]
+    else:
+        second = sums[:, n_features : 2 * n_features].sum(axis=1)
+        diagonal = second[:, None]
+    return _finished_sums(block, resp, mass, first, second, diagonal, log_norm, sample_weight, covariance_type, ws)
+
+
+def _finished_sums(block, resp, mass, first, second, diagonal, log_norm, sample_weight, covariance_type, ws):
+    """The sums of the components the expanded form keeps, and the others' exactly centred."""
+    rows64 = block.exact()
+    n_components, n_features = resp.shape[1], rows64.shape[1]
     if covariance_type == "tied" and diagonal is None:
         inexact = np.empty(0, dtype=np.intp)
     else:
         inexact = _inexact_components(mass, first, diagonal, covariance_type)
     if covariance_type == "tied" and inexact.size:
-        kept = resp64 @ np.where(np.isin(np.arange(n_components), inexact), 0.0, 1.0)
+        kept = np.asarray(resp, dtype=np.float64) @ np.where(np.isin(np.arange(n_components), inexact), 0.0, 1.0)
         second = (rows64 * kept[:, None]).T @ rows64
     centred = np.flatnonzero(mass > 0) if covariance_type == "full" and block.dtype != np.float64 else inexact
     exact = exact_statistics(block, resp, centred, first, mass, covariance_type, ws, inexact) \

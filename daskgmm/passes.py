@@ -82,6 +82,7 @@ def pass_graph(
     split_every: int = DEFAULT_SPLIT_EVERY,
     device: str = "cpu",
     track_worst: list | None = None,
+    stack: bool = False,
 ):
     """The graph of one pass for several models: a statistics task per chunk (one read of it for
     all models), merged in a tree of fan-in ``split_every``. Returns a ``Delayed`` of the list of
@@ -89,12 +90,14 @@ def pass_graph(
     each worker receives them once, whatever the number of chunks.
 
     ``track_worst`` (one count per model) keeps that many worst-explained rows (re-seeding).
+    ``stack``: the diag and spherical models' GEMMs stacked (equal to their lone passes up to
+    round-off, not bit for bit: for ``select_model``'s candidates, not for restarts).
     """
-    parts = _pass_parts(data, assigners, covariance_types, n_components, device, track_worst)
+    parts = _pass_parts(data, assigners, covariance_types, n_components, device, track_worst, stack)
     return tree_merge(parts, split_every, merge_stats_lists)
 
 
-def _pass_parts(data, assigners, covariance_types, n_components, device, track_worst):
+def _pass_parts(data, assigners, covariance_types, n_components, device, track_worst, stack=False):
     """The chunk tasks of a pass (delayed), before they are merged."""
     models = dask.delayed(list(assigners), pure=True)
     kernel = statistics_kernel(device)
@@ -102,7 +105,7 @@ def _pass_parts(data, assigners, covariance_types, n_components, device, track_w
     return _chunk_tasks(
         data,
         lambda x, w, offset: dask.delayed(chunk_statistics_many, pure=True)(
-            x, w, models, list(covariance_types), list(n_components), offset, kernel, worst
+            x, w, models, list(covariance_types), list(n_components), offset, kernel, worst, stack
         ),
     )
 
@@ -116,6 +119,7 @@ def statistics_pass_many(
     device: str = "cpu",
     track_worst: list | None = None,
     on_chunk=None,
+    stack: bool = False,
 ) -> list:
     """One read of every chunk for several models: their merged statistics, in order (the
     arguments are :func:`pass_graph`'s). Non-finite rows are refused with a clear error.
@@ -127,13 +131,13 @@ def statistics_pass_many(
     client = active_client()
     with blas_threads_for(data.X.numblocks[0]):
         if on_chunk is not None and client is not None:
-            parts = _pass_parts(data, assigners, covariance_types, n_components, device, track_worst)
+            parts = _pass_parts(data, assigners, covariance_types, n_components, device, track_worst, stack)
             stats_list = _compute_counting_chunks(client, parts, split_every, _Throttled(on_chunk, len(parts)))
         else:
             counting = _ChunkCounter(on_chunk, data.X.numblocks[0]) if on_chunk else contextlib.nullcontext()
             with counting:
                 (stats_list,) = dask.compute(pass_graph(data, assigners, covariance_types, n_components,
-                                                        split_every, device, track_worst))
+                                                        split_every, device, track_worst, stack))
     for stats in stats_list:
         check_finite(stats)
     return stats_list

@@ -287,7 +287,7 @@ def _select_model(X, n_components, covariance_types, criterion, n_init, init_par
     number = {id(c): i for i, c in enumerate(candidates)}
     passes += advance_runs(
         data, [c for c in candidates if c.error is None], family, tol=tol, max_iter=max_iter,
-        split_every=split_every, fail_soft=True, on_pass=reporter.pass_end,
+        split_every=split_every, fail_soft=True, on_pass=reporter.pass_end, stack=True,
         on_iteration=lambda c, change: reporter.iteration_end(number[id(c)], c.result.n_iter, change,
                                                               c.result.lower_bound))
 
@@ -296,7 +296,7 @@ def _select_model(X, n_components, covariance_types, criterion, n_init, init_par
         raise ValueError("every candidate failed: " + "; ".join(sorted({c.error for c in candidates})))
     scores = statistics_pass_many(
         data, [family.assigner(c.result.params) for c in fitted],
-        [c.covariance_type for c in fitted], [c.n_components for c in fitted], split_every,
+        [c.covariance_type for c in fitted], [c.n_components for c in fitted], split_every, stack=True,
     )
     passes += 1
     for c, s in zip(fitted, scores):

@@ -65,7 +65,7 @@ def test_passes_quick_writes_its_table(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "passes.json").read_text())
     assert {r["algorithm"] for r in report["rows"]} == {"batch", "coarse-to-fine", "incremental", "online"}
-    assert len({r["dataset"] for r in report["rows"]}) == 3
+    assert len({r["dataset"] for r in report["rows"]}) == 4
     online = [r for r in report["rows"] if r["algorithm"] == "online"]
     assert all(r["passes"] < 2 for r in online)  # one pass, and the first chunk's initialisation
     assert "| dataset | N | K | algorithm |" in (tmp_path / "passes.md").read_text()
@@ -75,4 +75,4 @@ def test_shared_pass_runs_small():
     result = subprocess.run([sys.executable, "benchmarks/shared_pass.py", "--rows", "40000"],
                             capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "8 walks" in result.stdout and "the 8 fits one after another" in result.stdout
+    assert "GEMMs stacked" in result.stdout and "8 walks" in result.stdout and "the 8 fits one after another" in result.stdout

@@ -12,6 +12,7 @@ LAYERS = [
     {"blocks", "variational"},
     {"densities"},
     {"moments", "reference"},
+    {"stacked"},
     {"kernels"},
     {"gpu", "io", "family", "online"},
     {"data"},

@@ -1,0 +1,63 @@
+"""Stacked diag/spherical models (select_model's candidates): one E-step GEMM and one M-step GEMM
+for all of them give each model's lone statistics up to round-off, exactness paths included."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from daskgmm import GaussianMixture
+from daskgmm.kernels import GaussianAssigner, NearestCentreAssigner, chunk_statistics, chunk_statistics_models
+
+from conftest import fit_quietly, make_data
+
+MODELS = [(1, "diag"), (3, "spherical"), (4, "diag"), (2, "spherical"), (3, "full")]
+
+
+def assigners_for(X, models):
+    return [GaussianAssigner(fit_quietly(GaussianMixture(k, covariance_type=t, max_iter=3, random_state=0),
+                                         X[:3000].astype(np.float64))._fitted_params()) for k, t in models]
+
+
+def assert_stacked_equals_lone(X, weights, assigners, models, rtol):
+    types, ks = [t for _, t in models], [k for k, _ in models]
+    stacked = chunk_statistics_models(X, weights, assigners, types, ks, block_rows=1000, stack=True)
+    for stats, assigner, (k, covariance_type) in zip(stacked, assigners, models):
+        lone = chunk_statistics(X, weights, assigner, covariance_type, k, block_rows=1000)
+        for name in ("resp_sum", "means", "scatter"):
+            np.testing.assert_allclose(getattr(stats, name), getattr(lone, name), rtol=rtol, atol=0,
+                                       err_msg=f"{name} K={k} {covariance_type}")
+        np.testing.assert_allclose(stats.log_likelihood, lone.log_likelihood, rtol=rtol)
+        assert stats.weight_sum == lone.weight_sum and stats.n_rows == lone.n_rows
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_stacked_models_equal_their_lone_walks(dtype, weighted):
+    X = make_data(n_samples=5000, n_features=5, n_components=4, seed=3) + 1e5  # an offset far from 0
+    weights = np.random.default_rng(0).uniform(0, 3, len(X)) if weighted else None
+    assigners = assigners_for(X, MODELS)
+    assert_stacked_equals_lone(X.astype(dtype), weights, assigners, MODELS, rtol=1e-9)
+
+
+def test_stacked_models_keep_their_exact_paths_for_far_and_collapsed_components():
+    X = make_data(n_samples=4000, n_features=3, n_components=3, seed=1)
+    X[:50] = X[0]  # duplicated rows: a component may sit on them alone
+    models = [(4, "diag"), (4, "spherical"), (2, "diag")]
+    assigners = assigners_for(X, models)
+    params = assigners[0].params
+    # one component collapsed onto the duplicated point, one 1e6 of its spreads away
+    means, precisions_cholesky = params.means.copy(), params.precisions_cholesky.copy()
+    means[0], precisions_cholesky[0] = X[0], 1e6
+    means[1] += 1e6
+    assigners[0] = GaussianAssigner(replace(params, means=means, precisions_cholesky=precisions_cholesky))
+    assert_stacked_equals_lone(X, None, assigners, models, rtol=1e-8)
+
+
+def test_other_assigners_and_a_single_stackable_model_are_walked_alone():
+    X = make_data(n_samples=3000, n_features=3, n_components=2, seed=2)
+    assigners = assigners_for(X, [(2, "diag")]) + [NearestCentreAssigner(X[:2])]
+    both = chunk_statistics_models(X, None, assigners, ["diag", "diag"], [2, 2], stack=True)
+    alone = chunk_statistics_models(X, None, assigners, ["diag", "diag"], [2, 2])
+    for a, b in zip(both, alone):  # nothing to stack: bit for bit
+        np.testing.assert_array_equal(a.scatter, b.scatter)
