@@ -203,7 +203,8 @@ class DaskMixtureMixin:
         replaces the average, so on a fitted model it is exactly one EM step) and takes the
         M-step of the average (:mod:`daskgmm.online`). A NumPy ``X`` is one batch; a Dask or
         stored ``X`` is consumed chunk by chunk, each chunk read once, in ``batch_size`` steps
-        (by default about 1000 steps for a Dask ``X``, one step for a NumPy ``X``). The first call on an unfitted model initialises it
+        (by default about 1000 steps for a Dask ``X``, one step for a NumPy ``X``). The first
+        call on an unfitted model initialises it
         (``init_params``) from ``X``, or from the first chunk of a Dask ``X``; a fitted model (by
         ``fit`` too) goes on from its parameters. A variational model's average is weighed as
         all the rows seen so far (its posterior firms up with the data).

@@ -269,7 +269,6 @@ def normalize_log_prob(log_prob, workspace=None):
     return resp, log_norm
 
 
-
 def clamped_exp(values):
     """``exp`` in place of log-probabilities relative to their row's largest, tiny ones made 0.
 
