@@ -75,6 +75,28 @@ def test_a_worker_killed_mid_fit_changes_nothing(store, persist, algorithm):
     assert_identical(survived, reference)
 
 
+@pytest.mark.parametrize("estimator", ["GaussianMixture", "BayesianGaussianMixture"])
+def test_a_worker_killed_during_partial_fit_changes_nothing(store, tmp_path, estimator):
+    """Online EM's steps over a chunk are one pure task: the worker running chunk 5's dies in the
+    middle of it, another reruns it, and the model is the one without a failure."""
+    import daskgmm
+    from worker_probe import die_once_at
+
+    path, X = store
+    model = getattr(daskgmm, estimator)
+    source = open_array(path, chunk_bytes=2000 * 4 * 8)
+    reference = model(n_components=4, random_state=0).partial_fit(source)
+    flag = tmp_path / "died"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster):
+        survived = model(n_components=4, random_state=0).partial_fit(
+            source.map_blocks(die_once_at, str(flag), 5, dtype=source.dtype))
+    assert flag.exists(), "no worker died"
+    assert survived.n_steps_ == reference.n_steps_
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_array_equal(getattr(survived, name), getattr(reference, name), err_msg=name)
+
+
 def test_same_seed_same_model_on_every_scheduler(store):
     path, X = store
     source = open_array(path, chunk_bytes=3000 * 4 * 8)

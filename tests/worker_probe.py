@@ -14,3 +14,15 @@ def hog_memory(block):
 
     big = np.ones(150_000_000)
     return block + 0 * big[:1].sum()
+
+
+def die_once_at(block, flag, chunk_index, block_info=None):
+    """The worker reading chunk ``chunk_index`` dies (SIGKILL) the first time; its rerun elsewhere
+    (``flag``, a file, says it happened) reads normally: a worker lost in the middle of a task."""
+    import os
+    import signal
+
+    if block_info[0]["chunk-location"][0] == chunk_index and not os.path.exists(flag):
+        open(flag, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return block
