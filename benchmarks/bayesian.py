@@ -14,9 +14,6 @@ Results: ``benchmarks/results/bayesian.json`` and ``bayesian.md``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 import warnings
 from pathlib import Path
@@ -24,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from daskgmm import BayesianGaussianMixture, GaussianMixture
+from results_files import machine_description, write_results
 from daskgmm.datasets import make_mixture, random_mixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +56,7 @@ def main(argv=None):
     shapes = QUICK_SHAPES if args.quick else SHAPES
     if args.shape:
         shapes = [tuple(int(v) for v in shape.split(",")) for shape in args.shape]
-    machine = {"platform": platform.platform(), "cores": os.cpu_count()}
+    machine = machine_description()
     print(f"machine: {machine}")
     rows = []
     for n, d, k in shapes:
@@ -82,16 +80,13 @@ def main(argv=None):
                       f"{row['sklearn_bgm_s']:.3f} s/it, daskgmm BGM {row['daskgmm_bgm_s']:.3f} "
                       f"({row['speedup']:.1f}x), daskgmm GMM {row['daskgmm_gmm_s']:.3f} "
                       f"(BGM/GMM {row['bgm_over_gmm']:.2f})", flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bayesian.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
-    lines = ["| N | D | K | covariance | dtype | scikit-learn BGM s/it | daskgmm BGM s/it | speed-up | "
-             "daskgmm GMM s/it | BGM / GMM |", "|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['n']:,} | {r['d']} | {r['k']} | {r['covariance_type']} | {r['dtype']} | "
-              f"{r['sklearn_bgm_s']:.3f} | {r['daskgmm_bgm_s']:.3f} | {r['speedup']:.1f}x | "
-              f"{r['daskgmm_gmm_s']:.3f} | {r['bgm_over_gmm']:.2f} |" for r in rows]
-    (out / "bayesian.md").write_text(f"machine: {machine}\n\n" + "\n".join(lines) + "\n")
-    print(f"results: {out / 'bayesian.md'}")
+    write_results(args.out, "bayesian", machine, rows, [
+        ("N", lambda r: f"{r['n']:,}"), ("D", lambda r: str(r["d"])), ("K", lambda r: str(r["k"])),
+        ("covariance", lambda r: r["covariance_type"]), ("dtype", lambda r: r["dtype"]),
+        ("scikit-learn BGM s/it", lambda r: f"{r['sklearn_bgm_s']:.3f}"),
+        ("daskgmm BGM s/it", lambda r: f"{r['daskgmm_bgm_s']:.3f}"), ("speed-up", lambda r: f"{r['speedup']:.1f}x"),
+        ("daskgmm GMM s/it", lambda r: f"{r['daskgmm_gmm_s']:.3f}"), ("BGM / GMM", lambda r: f"{r['bgm_over_gmm']:.2f}"),
+    ])
 
 
 if __name__ == "__main__":

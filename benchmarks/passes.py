@@ -17,9 +17,6 @@ Results: ``benchmarks/results/passes.json`` and ``passes.md``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import tempfile
 import time
 import warnings
@@ -30,6 +27,7 @@ import numpy as np
 import zarr
 
 from daskgmm import GaussianMixture
+from results_files import machine_description, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 ALGORITHMS = ("batch", "coarse-to-fine", "incremental", "online")
@@ -83,7 +81,7 @@ def main(argv=None):
         ("filled cube", da.from_array(cube, chunks=-(-rows // 16)), 16 if not args.quick else 3),
         ("filled cube, Zarr re-read", da.from_zarr(str(folder / "cube.zarr")), 16 if not args.quick else 3),
     ]
-    machine = {"platform": platform.platform(), "cores": os.cpu_count()}
+    machine = machine_description()
     print(f"machine: {machine}")
     rows_out = []
     for name, X, k in datasets:
@@ -110,16 +108,14 @@ def main(argv=None):
             print(f"{name:>30} {algorithm:>14}: {row['passes']:5.1f} passes ({row['passes_ratio']:.2f} of batch), "
                   f"{row['seconds']:6.2f} s ({row['time_ratio']:.2f}), mean log-likelihood "
                   f"{row['mean_log_likelihood']:.5f} ({row['vs_batch']:+.5f})", flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "passes.json").write_text(json.dumps({"machine": machine, "rows": rows_out}, indent=2))
-    lines = ["| dataset | N | K | algorithm | EM iterations | passes (with init) | / batch | seconds | / batch | "
-             "mean log-likelihood | vs batch |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['dataset']} | {r['n']:,} | {r['k']} | {r['algorithm']} | {r['em_iterations']} | "
-              f"{r['passes']:.1f} | {r['passes_ratio']:.2f} | {r['seconds']:.2f} | {r['time_ratio']:.2f} | "
-              f"{r['mean_log_likelihood']:.5f} | {r['vs_batch']:+.5f} |" for r in rows_out]
-    (out / "passes.md").write_text(f"machine: {machine}\n\n" + "\n".join(lines) + "\n")
-    print(f"results: {out / 'passes.md'}")
+    write_results(args.out, "passes", machine, rows_out, [
+        ("dataset", lambda r: r["dataset"]), ("N", lambda r: f"{r['n']:,}"), ("K", lambda r: str(r["k"])),
+        ("algorithm", lambda r: r["algorithm"]), ("EM iterations", lambda r: str(r["em_iterations"])),
+        ("passes (with init)", lambda r: f"{r['passes']:.1f}"), ("/ batch", lambda r: f"{r['passes_ratio']:.2f}"),
+        ("seconds", lambda r: f"{r['seconds']:.2f}"), ("/ batch", lambda r: f"{r['time_ratio']:.2f}"),
+        ("mean log-likelihood", lambda r: f"{r['mean_log_likelihood']:.5f}"),
+        ("vs batch", lambda r: f"{r['vs_batch']:+.5f}"),
+    ])
 
 
 if __name__ == "__main__":

@@ -288,12 +288,7 @@ def client_security(address: str, tls_files: dict):
     return Security(require_encryption=True, **{key: str(value) for key, value in tls_files.items()})
 
 
-def _connect_failure(address, timeout, error, security) -> str:
-    if address.startswith("tls://") and security is None and isinstance(error, TypeError):
-        # distributed asks for an ssl_context it was not given
-        return (f"{address} is a TLS scheduler and this client has no certificates: pass --tls-ca-file, "
-                "--tls-cert and --tls-key (files the cluster's CA signed), or set Dask's "
-                "distributed.comm.tls.* configuration.")
+def _connect_failure(address, timeout, error) -> str:
     hint = ("If it runs, its CA may not have signed this client's certificate (or the reverse)."
             if address.startswith("tls://") else "Is it running, and is the address (protocol, host, port) right?")
     return (f"no Dask scheduler answered at {address} within {timeout:g} s ({type(error).__name__}). {hint}")
@@ -321,8 +316,15 @@ def connect(target=None, tls_files=None):
         security = client_security(target, tls_files or {})
         try:
             client = Client(target, timeout=timeout, security=security)
-        except (OSError, TypeError) as error:  # distributed's TimeoutError is an OSError
-            raise ConnectionError(_connect_failure(target, timeout, error, security)) from None
+        except OSError as error:  # distributed's TimeoutError is an OSError
+            raise ConnectionError(_connect_failure(target, timeout, error)) from None
+        except TypeError:  # distributed asks for the ssl_context it was not given
+            if not target.startswith("tls://") or security is not None:
+                raise
+            raise ConnectionError(
+                f"{target} is a TLS scheduler and this client has no certificates: pass --tls-ca-file, "
+                "--tls-cert and --tls-key (files the cluster's CA signed), or set Dask's "
+                "distributed.comm.tls.* configuration.") from None
         with client:
             yield client
         return
