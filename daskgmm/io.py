@@ -21,6 +21,11 @@ from dask.base import tokenize
 from .runtime import default_chunk_bytes, default_chunk_rows
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
+# A storage chunk at least this large is one task by itself: the task reads it and nothing else
+# (no copy that joins storage chunks, the least a worker holds), and its work (~20 ms for a diag
+# model at 8 MiB) still dwarfs the scheduler's ~1 ms per task. Smaller storage chunks are
+# grouped into tasks of about the chunk target, read by one call to the store.
+ONE_TASK_STORAGE_BYTES = 8 * 2**20
 TABLE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 
 
@@ -162,20 +167,21 @@ def open_samples(source, *, dataset=None, columns=None, chunk_bytes=None, sample
     """:func:`open_array`'s rows, and the shape of the samples before ``flatten`` made them one
     dimension (``(n_samples,)`` without it; ``(H, W)`` for an image), for writing per-row outputs
     back in the source's layout."""
+    chunk_bytes = chunk_bytes or default_chunk_bytes()
     if isinstance(source, da.Array):
         array, name, storage_rows = source, "dask array", None
     elif _is_xarray(source):
         array, name, storage_rows = _from_xarray(source, sample_dim, flatten), "xarray.DataArray", None
     elif _is_zarr_array(source):
-        array, name, storage_rows = _from_zarr_object(source, str(source))
+        array, name, storage_rows = _from_zarr_object(source, str(source), chunk_bytes)
     else:
-        array, name, storage_rows = _open_path(source, dataset, columns, storage_options)
+        array, name, storage_rows = _open_path(source, dataset, columns, storage_options, chunk_bytes)
     sample_shape = tuple(array.shape[:-1]) if array.ndim >= 3 and flatten else (array.shape[0],)
     array = _as_rows(array, name, flatten)
-    return _rechunk_rows(array, chunk_bytes or default_chunk_bytes(), storage_rows), sample_shape
+    return _rechunk_rows(array, chunk_bytes, storage_rows), sample_shape
 
 
-def _open_path(source, dataset, columns, storage_options):
+def _open_path(source, dataset, columns, storage_options, chunk_bytes):
     text = os.fspath(source)
     is_url = "://" in text
     path = Path(text)
@@ -189,12 +195,13 @@ def _open_path(source, dataset, columns, storage_options):
         return _from_table(text, table_kind, columns, storage_options), text, None
     if suffix == ".npy":
         reader = NpyFile(text)
-        return _from_reader(reader, text), text, None
+        return _from_reader(reader, text, chunk_bytes, None), text, None
     if suffix in HDF5_SUFFIXES or (not is_url and path.is_file() and _is_hdf5(text)):
         reader = HDF5Dataset(text, dataset or _only_hdf5_dataset(text))
         storage_rows = reader.storage_chunks[0] if reader.storage_chunks else None
-        return _from_reader(reader, f"{text}:{reader.name}"), f"{text}:{reader.name}", storage_rows
-    return _from_zarr_path(text, dataset, storage_options)
+        array = _from_reader(reader, f"{text}:{reader.name}", chunk_bytes, storage_rows)
+        return array, f"{text}:{reader.name}", storage_rows
+    return _from_zarr_path(text, dataset, storage_options, chunk_bytes)
 
 
 def _table_kind_of_directory(path):
@@ -225,12 +232,14 @@ def _only_hdf5_dataset(path):
     return names[0]
 
 
-def _from_reader(reader, label):
+def _from_reader(reader, label, chunk_bytes, storage_rows):
     name = "open-" + tokenize(label, os.path.getmtime(reader.path), os.path.getsize(reader.path))
     if np.dtype(reader.dtype).kind not in "biuf":
         raise SourceError(f"{label}: dtype {reader.dtype} is not numeric; store numbers.")
     first = reader.shape[0] if reader.ndim else 1
-    return da.from_array(reader, chunks=(min(first, 1024),) + reader.shape[1:], name=name, lock=False,
+    # 2-D sources are read a whole task chunk at a time (one read, no copy joining pieces)
+    rows = _task_rows(reader.shape, reader.dtype, chunk_bytes, storage_rows) if reader.ndim == 2 else min(first, 1024)
+    return da.from_array(reader, chunks=(rows,) + reader.shape[1:], name=name, lock=False,
                          meta=np.empty((0,) * reader.ndim, dtype=reader.dtype))
 
 
@@ -238,14 +247,17 @@ def _is_zarr_array(obj):
     return type(obj).__module__.startswith("zarr") and hasattr(obj, "chunks") and hasattr(obj, "shape")
 
 
-def _from_zarr_object(array, label):
+def _from_zarr_object(array, label, chunk_bytes):
     storage_rows = array.chunks[0] if array.ndim else None
     if np.dtype(array.dtype).kind not in "biuf":
         raise SourceError(f"{label}: dtype {array.dtype} is not numeric; store numbers.")
+    if array.ndim == 2:  # tasks of whole storage chunks, each read by one call to the store
+        rows = _task_rows(array.shape, array.dtype, chunk_bytes, storage_rows)
+        return da.from_zarr(array, chunks=(rows, array.shape[1])), label, storage_rows
     return da.from_zarr(array), label, storage_rows
 
 
-def _from_zarr_path(text, dataset, storage_options):
+def _from_zarr_path(text, dataset, storage_options, chunk_bytes):
     import zarr
 
     try:
@@ -272,8 +284,8 @@ def _from_zarr_path(text, dataset, storage_options):
             ) from None
         if isinstance(node, zarr.Group):
             raise SourceError(f"{text}: {dataset!r} is a group; its arrays: {sorted(node.array_keys())}.")
-        return _from_zarr_object(node, f"{text}/{dataset}")
-    return _from_zarr_object(node, text)
+        return _from_zarr_object(node, f"{text}/{dataset}", chunk_bytes)
+    return _from_zarr_object(node, text, chunk_bytes)
 
 
 def _from_table(text, kind, columns, storage_options):
@@ -346,15 +358,31 @@ def _as_rows(array, name, flatten):
 
 
 def _rechunk_rows(array, chunk_bytes, storage_rows):
-    n_samples, n_features = array.shape
-    if np.isnan(n_samples):
+    if np.isnan(array.shape[0]):
         array = array.compute_chunk_sizes()
-        n_samples = array.shape[0]
-    rows = min(
-        default_chunk_rows(n_samples, n_features, array.dtype.itemsize, chunk_bytes),
-        max(1, n_samples),
-    )
-    if storage_rows:
-        rows = max(storage_rows, rows // storage_rows * storage_rows)
-    return array.rechunk({0: rows, 1: -1})
+    if storage_rows is None and _sized_for_tasks(array, chunk_bytes):
+        # e.g. Parquet partitions or a Dask array's own chunks: each is read by one task as it
+        # is; joining them would only add a copy (and splitting them would read one many times)
+        return array.rechunk({1: -1})
+    return array.rechunk({0: _task_rows(array.shape, array.dtype, chunk_bytes, storage_rows), 1: -1})
+
+
+def _sized_for_tasks(array, chunk_bytes):
+    """Whether there are several row chunks, none over ``chunk_bytes`` and all but the last at
+    least ``ONE_TASK_STORAGE_BYTES``."""
+    row_bytes = array.shape[1] * array.dtype.itemsize
+    sizes = [rows * row_bytes for rows in array.chunks[0]]
+    return (len(sizes) > 1 and max(sizes) <= max(chunk_bytes, ONE_TASK_STORAGE_BYTES)
+            and min(sizes[:-1]) >= ONE_TASK_STORAGE_BYTES)
+
+
+def _task_rows(shape, dtype, chunk_bytes, storage_rows):
+    """Rows per task: one storage chunk of at least ``ONE_TASK_STORAGE_BYTES``, else whole storage
+    chunks up to about ``chunk_bytes`` (:func:`~daskgmm.runtime.default_chunk_rows` without storage)."""
+    n_samples, n_features = shape
+    row_bytes = n_features * np.dtype(dtype).itemsize
+    if storage_rows and storage_rows * row_bytes >= ONE_TASK_STORAGE_BYTES:
+        return storage_rows
+    rows = min(default_chunk_rows(n_samples, n_features, np.dtype(dtype).itemsize, chunk_bytes), max(1, n_samples))
+    return max(storage_rows, rows // storage_rows * storage_rows) if storage_rows else rows
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .blocks import SharedCentre, Workspace, centre_block, default_block_rows
 from .densities import normalize_log_prob, weighted_log_prob
-from .moments import moment_sums
+from .moments import moment_sums, separable_sums
 from .params import GaussianParams
 from .stacked import STACKABLE_TYPES, StackedModels
 from .stats import SufficientStats
@@ -176,8 +176,7 @@ def chunk_statistics_models(X, sample_weight, assigners, covariance_types, n_com
         if stacked is not None:
             block_results.update(zip(stacked_index, stacked.block_sums(block, weights, workspace)))
         for m in lone:
-            resp, log_norm = assigners[m].assign(block, rows, workspace)
-            block_results[m] = moment_sums(block, resp, log_norm, weights, covariance_types[m], workspace), log_norm
+            block_results[m] = block_sums_of(assigners[m], block, rows, weights, covariance_types[m], workspace)
         for m in range(n_models):
             block_sums, log_norm = block_results[m]
             if worst[m] and log_norm is not None:
@@ -190,6 +189,19 @@ def chunk_statistics_models(X, sample_weight, assigners, covariance_types, n_com
         if sums[m] is not None:
             totals[m] = totals[m] + sums[m].statistics(covariance_types[m], previous_shift)
     return totals
+
+
+def block_sums_of(assigner, block, rows, sample_weight, covariance_type, workspace):
+    """``(moment sums, log p(x) or None)`` of one block for one model: the compiled loops of
+    :mod:`daskgmm.compiled` for a diag or spherical E-step, NumPy's GEMM forms for the rest."""
+    if isinstance(assigner, GaussianAssigner) and covariance_type in ("diag", "spherical"):
+        # imported here, not above: numba costs a worker ~64 MiB, which full and tied fits never need
+        from .compiled import separable_block
+
+        resp, sums, log_norm = separable_block(block, assigner.params, sample_weight, workspace)
+        return separable_sums(block, resp, sums, log_norm, sample_weight, covariance_type, workspace), log_norm
+    resp, log_norm = assigner.assign(block, rows, workspace)
+    return moment_sums(block, resp, log_norm, sample_weight, covariance_type, workspace), log_norm
 
 
 def chunk_statistics_many(X, sample_weight, assigners, covariance_types, n_components, row_offset=0,
@@ -247,8 +259,12 @@ def per_row(X, params: GaussianParams, output):
     workspace = Workspace()
     for start in range(0, X.shape[0], block_rows):
         block = centre_block(X[start : start + block_rows], workspace)
-        log_prob = weighted_log_prob(block, params, workspace)
-        out[start : start + block.n_rows] = per_block(log_prob, workspace)
+        if params.covariance_type in ("diag", "spherical"):
+            from .compiled import per_row_output  # on first use: see block_sums_of
+
+            out[start : start + block.n_rows] = per_row_output(block, params, output, workspace)
+        else:
+            out[start : start + block.n_rows] = per_block(weighted_log_prob(block, params, workspace), workspace)
     return out
 
 

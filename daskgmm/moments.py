@@ -154,14 +154,15 @@ def separable_sums(block: CentredBlock, resp, sums, log_norm, sample_weight, cov
 
 def _finished_sums(block, resp, mass, first, second, diagonal, log_norm, sample_weight, covariance_type, ws):
     """The sums of the components the expanded form keeps, and the others' exactly centred."""
-    rows64 = block.exact()
-    n_components, n_features = resp.shape[1], rows64.shape[1]
+    n_rows, n_features = block.raw.shape
+    n_components = resp.shape[1]
     if covariance_type == "tied" and diagonal is None:
         inexact = np.empty(0, dtype=np.intp)
     else:
         inexact = _inexact_components(mass, first, diagonal, covariance_type)
     if covariance_type == "tied" and inexact.size:
         kept = np.asarray(resp, dtype=np.float64) @ np.where(np.isin(np.arange(n_components), inexact), 0.0, 1.0)
+        rows64 = block.exact()
         second = (rows64 * kept[:, None]).T @ rows64
     centred = np.flatnonzero(mass > 0) if covariance_type == "full" and block.dtype != np.float64 else inexact
     exact = exact_statistics(block, resp, centred, first, mass, covariance_type, ws, inexact) \
@@ -176,8 +177,8 @@ def _finished_sums(block, resp, mass, first, second, diagonal, log_norm, sample_
             second = second.copy()
             second[centred] = 0.0
     log_likelihood = _log_likelihood(log_norm, sample_weight)
-    weight_sum = float(rows64.shape[0] if sample_weight is None else np.sum(sample_weight, dtype=np.float64))
-    return MomentSums(mass, first, second, log_likelihood, weight_sum, rows64.shape[0], exact)
+    weight_sum = float(n_rows if sample_weight is None else np.sum(sample_weight, dtype=np.float64))
+    return MomentSums(mass, first, second, log_likelihood, weight_sum, n_rows, exact)
 
 
 def _inexact_components(mass, first, diagonal, covariance_type):

@@ -38,14 +38,18 @@ def test_overhead_quick_writes_its_tables(tmp_path):
 
 def test_out_of_core_benchmark_runs_small(tmp_path):
     result = subprocess.run(
-        [sys.executable, "benchmarks/out_of_core.py", "--gib", "0.02", "--worker-memory", "512MiB",
+        [sys.executable, "benchmarks/out_of_core.py", "--gib", "0.02", "--storage-rows", "50000", "--worker-memory", "512MiB",
          "--iterations", "2", "--data-dir", str(tmp_path), "--results", str(tmp_path), "--compare"],
         capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    assert "restarted workers: none" in out and "spilled: 0 bytes" in out
-    deviation = float(out.split("max relative deviation")[1].split()[0])
-    assert deviation < 1e-12
+    report = json.loads((tmp_path / "out_of_core_512MiB.json").read_text())
+    assert [r["model"] for r in report["rows"]] == ["diag K=4", "full K=16"]
+    for row in report["rows"]:
+        assert row["restarted_workers"] == [] and row["spilled_bytes"] == 0 and row["pauses"] == 0, out
+        assert len(row["pass_seconds"]) == 2 and row["read_seconds"] > 0 and row["ratio_to_read"] > 0
+        assert row["in_memory_max_relative_deviation"] < 1e-12
+    assert "| / max(read, compute) |" in (tmp_path / "out_of_core_512MiB.md").read_text()
 
 
 def test_bayesian_quick_writes_its_table(tmp_path):

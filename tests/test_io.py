@@ -11,7 +11,7 @@ from distributed import Client, LocalCluster
 from daskgmm import GaussianMixture, open_array
 from daskgmm.data import RowData
 from daskgmm.passes import pass_graph
-from daskgmm.io import SourceError
+from daskgmm.io import ONE_TASK_STORAGE_BYTES, SourceError
 from daskgmm.kernels import GaussianAssigner
 
 from conftest import FITTED_ARRAYS, counting_reads, fit_quietly, make_data, relative_deviation, starting_point
@@ -58,6 +58,32 @@ def test_zarr_array_and_group_member(tmp_path, data, reference, zarr_format):
         open_array(tmp_path / "group.zarr", dataset="nope")
     with pytest.raises(SourceError, match="1-D with shape \\(5000,\\)"):
         open_array(tmp_path / "group.zarr", dataset="labels")
+
+
+def joining_layers(array):
+    """Graph layers that rechunk or concatenate (copies that join pieces read separately)."""
+    return [name for name in array.dask.layers if name.startswith(("rechunk", "concatenate"))]
+
+
+def test_tasks_read_storage_chunks_without_joining_copies(tmp_path):
+    rows = ONE_TASK_STORAGE_BYTES // 16  # float32 x 4: storage chunks of 8 MiB, each a task as it is
+    values = np.arange((2 * rows + 10) * 4, dtype=np.float32).reshape(-1, 4)
+    zarr.create_array(tmp_path / "big.zarr", shape=values.shape, chunks=(rows, 4), dtype="f4")[:] = values
+    big = open_array(tmp_path / "big.zarr")
+    assert big.chunks[0] == (rows, rows, 10) and not joining_layers(big)
+    np.testing.assert_array_equal(big.compute(), values)
+    # small storage chunks: grouped into tasks, each read by one call to the store
+    zarr.create_array(tmp_path / "small.zarr", shape=values.shape, chunks=(1000, 4), dtype="f4")[:] = values
+    small = open_array(tmp_path / "small.zarr", chunk_bytes=4 * 2**20)
+    assert set(small.chunks[0][:-1]) == {262_000} and not joining_layers(small)
+    with h5py.File(tmp_path / "small.h5", "w") as handle:
+        handle.create_dataset("x", data=values, chunks=(1000, 4))
+    hdf5 = open_array(tmp_path / "small.h5", chunk_bytes=4 * 2**20)
+    assert set(hdf5.chunks[0][:-1]) == {262_000} and not joining_layers(hdf5)
+    np.testing.assert_array_equal(hdf5.compute(), values)
+    # a Dask array (or Parquet partitions) already in task-sized chunks keeps them
+    kept = open_array(da.from_array(values, chunks=(rows, 4)))
+    assert kept.chunks[0] == (rows, rows, 10) and not joining_layers(kept)
 
 
 def test_zarr_through_an_fsspec_url(tmp_path, data):

@@ -12,7 +12,7 @@ LAYERS = [
     {"blocks", "variational"},
     {"densities"},
     {"moments", "reference"},
-    {"stacked"},
+    {"stacked", "compiled"},
     {"kernels"},
     {"gpu", "io", "family", "online"},
     {"data"},

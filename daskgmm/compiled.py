@@ -1,0 +1,164 @@
+"""Compiled per-row loops for the E- and M-step of diag and spherical models (numba).
+
+Why compiled: the NumPy forms of these steps are GEMMs over per-row moment
+columns ``[x, x^2, 1]`` built in float64, so a block is copied and widened
+several times for a few flops per value; with a cheap model that made the
+kernel cost more than reading its chunk from storage (measured, 250k x 16
+float32 rows, K=4 diag, one thread: 34.5 ms of kernel against 19 ms to read
+and decompress the Zarr chunk). These loops read each row once for the
+E-step and once for the M-step, and leave the exponentials to NumPy's SIMD
+``exp`` between them: 12.8 ms.
+
+They are also exact where the expanded forms are not: every component's
+distance is formed from its own centred differences ``x - mu_k`` in float64
+(rows exactly centred on the block's shift first), so no component is too far
+or too narrow for them. The M-step sums are the moment sums about the shift
+that :func:`daskgmm.moments.separable_sums` finishes (components whose
+expanded scatter would lose digits are recomputed exactly centred there).
+
+numba is imported with this module; :mod:`daskgmm.kernels` imports it on first
+use, so workers that only fit full or tied models do not pay its ~64 MiB.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .blocks import CentredBlock, Workspace
+from .densities import clamped_exp, log_prob_offset
+from .params import GaussianParams
+
+COMPILED_TYPES = ("diag", "spherical")
+# Reassociation lets LLVM vectorise the sums over features; no-NaN/no-inf flags are left
+# out, so -inf log-probabilities (components of weight zero) keep their meaning.
+FASTMATH = {"reassoc", "contract"}
+
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
+def _log_prob_relative(raw, shift, means_c, precisions, offset, log_prob, top):
+    """``log_prob[i, k] = offset_k - 1/2 sum_d p_kd (x_id - shift_d - m_kd)^2 - top_i``, ``top_i``
+    the row's largest (0 where it is not finite)."""
+    n_rows, n_features = raw.shape
+    n_components = means_c.shape[0]
+    centred = np.empty(n_features)
+    for i in range(n_rows):
+        for d in range(n_features):
+            centred[d] = raw[i, d] - shift[d]
+        largest = -np.inf
+        for k in range(n_components):
+            distance = 0.0
+            for d in range(n_features):
+                difference = centred[d] - means_c[k, d]
+                distance += precisions[k, d] * difference * difference
+            value = offset[k] - 0.5 * distance
+            log_prob[i, k] = value
+            largest = max(largest, value)
+        if not np.isfinite(largest):
+            largest = 0.0
+        top[i] = largest
+        for k in range(n_components):
+            log_prob[i, k] -= largest
+
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
+def _normalised_moment_sums(raw, shift, resp, weights, total, sums):
+    """Normalises ``resp`` (exponentials relative to each row's largest) in place to weighted
+    responsibilities, writes each row's total, and adds ``[sum r x, sum r x^2, sum r]`` (rows
+    about ``shift``) to ``sums`` (K, 2D + 1)."""
+    n_rows, n_features = raw.shape
+    n_components = resp.shape[1]
+    centred = np.empty(n_features)
+    first = np.zeros((n_components, n_features))
+    second = np.zeros((n_components, n_features))
+    mass = np.zeros(n_components)
+    for i in range(n_rows):
+        for d in range(n_features):
+            centred[d] = raw[i, d] - shift[d]
+        row_total = 0.0
+        for k in range(n_components):
+            row_total += resp[i, k]
+        total[i] = row_total
+        scale = weights[i] / row_total
+        for k in range(n_components):
+            r = resp[i, k] * scale
+            resp[i, k] = r
+            mass[k] += r
+            for d in range(n_features):
+                weighted = r * centred[d]
+                first[k, d] += weighted
+                second[k, d] += weighted * centred[d]
+    for k in range(n_components):
+        for d in range(n_features):
+            sums[k, d] += first[k, d]
+            sums[k, n_features + d] += second[k, d]
+        sums[k, 2 * n_features] += mass[k]
+
+
+def separable_log_prob(block: CentredBlock, params: GaussianParams, ws: Workspace):
+    """``(log_prob - top, top)``: every row's weighted log-probabilities (n, K), less the row's
+    largest ``top`` (n,), both float64 scratch of ``ws``."""
+    raw = np.ascontiguousarray(block.raw)
+    n_rows, n_features = raw.shape
+    means_c = np.asarray(params.means, dtype=np.float64) - block.shift
+    precisions = ws.memo("compiled-precisions", params, n_features, lambda: _diagonal_precisions(params, n_features))
+    offset = ws.memo("compiled-offset", params, n_features, lambda: log_prob_offset(params, n_features))
+    log_prob = ws.get("resp", (n_rows, params.n_components), np.float64)
+    top = ws.get("top", n_rows, np.float64)
+    _log_prob_relative(raw, block.shift, means_c, precisions, offset, log_prob, top)
+    return log_prob, top
+
+
+def separable_block(block: CentredBlock, params: GaussianParams, sample_weight, ws: Workspace):
+    """E-step and M-step sums of one block of a diag or spherical model.
+
+    Returns
+    -------
+    resp : ndarray (n, K), float64
+        Weighted responsibilities (scratch of ``ws``), for the components
+        :func:`~daskgmm.moments.separable_sums` computes exactly centred.
+    sums : ndarray (K, 2D + 1)
+        ``[sum w r x, sum w r x^2, sum w r]`` about ``block.shift``.
+    log_norm : ndarray (n,)
+        ``log p(x)`` of every row.
+    """
+    resp, top = separable_log_prob(block, params, ws)
+    clamped_exp(resp)
+    n_rows, n_features = block.raw.shape
+    if sample_weight is None:
+        weights = ws.get("unit-weights", n_rows, np.float64)
+        weights[...] = 1.0
+    else:
+        weights = np.asarray(sample_weight, dtype=np.float64)
+    total = ws.get("total", n_rows, np.float64)
+    sums = np.zeros((params.n_components, 2 * n_features + 1))
+    _normalised_moment_sums(np.ascontiguousarray(block.raw), block.shift, resp, weights, total, sums)
+    return resp, sums, _log_norm(total, top)
+
+
+def per_row_output(block: CentredBlock, params: GaussianParams, output, ws: Workspace):
+    """:func:`daskgmm.kernels.per_row`'s ``output`` ("label", "proba", "log_norm") of one block."""
+    relative, top = separable_log_prob(block, params, ws)
+    if output == "label":
+        return np.argmax(relative, axis=1)
+    clamped_exp(relative)
+    total = relative @ np.ones(params.n_components)
+    if output == "proba":
+        relative /= total[:, None]
+        return relative
+    return _log_norm(total, top)
+
+
+def _log_norm(total, top):
+    with np.errstate(divide="ignore"):
+        log_norm = np.log(total)
+    log_norm += top
+    return log_norm
+
+
+def _diagonal_precisions(params: GaussianParams, n_features):
+    """Per-feature precisions (K, D): squared diag factors, or spherical ones on every feature."""
+    precisions = np.asarray(params.precisions_cholesky, dtype=np.float64) ** 2
+    if params.covariance_type == "spherical":
+        precisions = np.repeat(precisions[:, None], n_features, axis=1)
+    return np.ascontiguousarray(precisions)

@@ -1,0 +1,97 @@
+"""The compiled diag/spherical E+M loops (daskgmm/compiled.py) give the NumPy GEMM forms'
+statistics up to round-off, on awkward data too, and only their fits import numba."""
+
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from daskgmm import GaussianMixture
+from daskgmm.blocks import centre_block
+from daskgmm.densities import normalize_log_prob, weighted_log_prob
+from daskgmm.kernels import GaussianAssigner, chunk_statistics, per_row
+
+from conftest import fit_quietly, make_data
+
+
+class NumpyFormsAssigner(GaussianAssigner):
+    """The same E-step by NumPy's forms: the kernel compiles only the plain GaussianAssigner."""
+
+    def assign(self, block, rows, workspace=None):
+        return super().assign(block, rows, workspace)
+
+
+def params_for(X, n_components, covariance_type):
+    model = GaussianMixture(n_components, covariance_type=covariance_type, max_iter=3, random_state=0)
+    return fit_quietly(model, X[:3000].astype(np.float64))._fitted_params()
+
+
+def assert_compiled_equals_numpy_forms(X, weights, params, rtol):
+    compiled = chunk_statistics(X, weights, GaussianAssigner(params), params.covariance_type,
+                                params.n_components, block_rows=1000, track_worst=3)
+    numpy_forms = chunk_statistics(X, weights, NumpyFormsAssigner(params), params.covariance_type,
+                                   params.n_components, block_rows=1000, track_worst=3)
+    for name in ("resp_sum", "means", "scatter", "worst_log_prob"):
+        np.testing.assert_allclose(getattr(compiled, name), getattr(numpy_forms, name), rtol=rtol, atol=0,
+                                   err_msg=name)
+    np.testing.assert_allclose(compiled.log_likelihood, numpy_forms.log_likelihood, rtol=rtol)
+    np.testing.assert_array_equal(compiled.worst_index, numpy_forms.worst_index)
+    assert compiled.weight_sum == numpy_forms.weight_sum and compiled.n_rows == numpy_forms.n_rows
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_compiled_loops_equal_the_numpy_forms(covariance_type, dtype, weighted):
+    X = make_data(n_samples=5000, n_features=5, n_components=4, seed=3) + 1e5  # an offset far from 0
+    weights = None
+    if weighted:  # weights of any scale, some rows weighing nothing
+        weights = np.random.default_rng(0).uniform(0, 3e6, len(X))
+        weights[::7] = 0
+    params = params_for(X, 4, covariance_type)
+    assert_compiled_equals_numpy_forms(X.astype(dtype), weights, params, rtol=1e-9)
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_compiled_loops_on_far_collapsed_and_empty_components(covariance_type):
+    X = make_data(n_samples=4000, n_features=3, n_components=3, seed=1)
+    X[:50] = X[0]  # duplicated rows: a component may sit on them alone
+    params = params_for(X, 4, covariance_type)
+    means, precisions_cholesky, weights = params.means.copy(), params.precisions_cholesky.copy(), params.weights.copy()
+    # one component collapsed onto the duplicated point, one 1e6 of its spreads away, one of weight 0
+    means[0], precisions_cholesky[0] = X[0], 1e6
+    means[1] += 1e6
+    weights[3] = 0.0
+    params = replace(params, means=means, precisions_cholesky=precisions_cholesky, weights=weights / weights.sum())
+    assert_compiled_equals_numpy_forms(X, None, params, rtol=1e-8)
+    stats = chunk_statistics(X, None, GaussianAssigner(params), covariance_type, 4)
+    assert stats.resp_sum[3] == 0 and stats.resp_sum[0] >= 50 - 1e-9
+
+
+def test_only_diag_and_spherical_fits_import_numba():
+    script = (
+        "import sys, numpy as np\n"
+        "from daskgmm import GaussianMixture\n"
+        "X = np.random.default_rng(0).normal(size=(2000, 3))\n"
+        "for covariance_type in ('full', 'tied', 'diag'):\n"
+        "    GaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X)\n"
+        "    print(covariance_type, 'numba' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["full", "False", "tied", "False", "diag", "True"]
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_compiled_per_row_outputs_equal_the_numpy_forms(covariance_type, dtype):
+    X = (make_data(n_samples=3000, n_features=4, n_components=3, seed=5) + 1e4).astype(dtype)
+    params = params_for(X, 3, covariance_type)
+    block = centre_block(X)
+    log_prob = weighted_log_prob(block, params)
+    proba, log_norm = normalize_log_prob(log_prob.copy())
+    np.testing.assert_array_equal(per_row(X, params, "label"), np.argmax(log_prob, axis=1))
+    np.testing.assert_allclose(per_row(X, params, "proba"), proba, rtol=1e-5 if dtype == np.float32 else 1e-9,
+                               atol=1e-12)
+    np.testing.assert_allclose(per_row(X, params, "log_norm"), log_norm, rtol=1e-6 if dtype == np.float32 else 1e-12)
