@@ -43,7 +43,7 @@ from daskgmm.params import GaussianParams, compute_precision_cholesky
 
 ROOT = Path(__file__).resolve().parents[1]
 N_FEATURES = 16
-MODELS = (("diag", 4), ("full", 16))
+MODELS = "diag:4,full:16"
 
 
 def dataset(gib: float, storage_rows: int, path: Path):
@@ -154,6 +154,7 @@ def starting_point(path, covariance_type, n_components):
 
 
 def fit_model(client, X, path, covariance_type, n_components, iterations, read_seconds, compare):
+    n_components = int(n_components)
     params, settings = starting_point(path, covariance_type, n_components)
     chunks = X.numblocks[0]
     compute = kernel_seconds(client, X, params) * chunks / len(client.scheduler_info()["workers"])
@@ -164,6 +165,7 @@ def fit_model(client, X, path, covariance_type, n_components, iterations, read_s
     with MemoryWatch(client) as watch:
         gmm.fit(X, progress=times)
     after = worker_state(client)
+    at_rest = sorted(round(v / 2**20) for v in worker_rss(client).values())
     restarted = sorted(set(before) ^ set(after)) or [w for w in before if before[w]["pid"] != after[w]["pid"]]
     per_iteration = statistics.median(times.seconds[1:] or times.seconds)
     deviation = None
@@ -181,6 +183,7 @@ def fit_model(client, X, path, covariance_type, n_components, iterations, read_s
         "ratio_to_read": per_iteration / read_seconds,
         "ratio_to_limit": per_iteration / max(read_seconds, compute),
         "peak_rss_mib": sorted(round(v / 2**20) for v in watch.peak.values()),
+        "rss_after_fit_mib": at_rest,
         "pauses": pauses(client) - paused_before,
         "restarted_workers": restarted,
         "spilled_bytes": sum(state["spilled_bytes"] for state in after.values()),
@@ -195,6 +198,7 @@ def main(argv=None):
     parser.add_argument("--worker-memory", default="768MiB")
     parser.add_argument("--storage-rows", type=int, default=500_000)
     parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--models", default=MODELS, help="covariance_type:K, comma-separated (default: %(default)s)")
     parser.add_argument("--compare", action="store_true",
                         help="also fit each model on the data persisted in memory and report the largest deviation")
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
@@ -217,7 +221,7 @@ def main(argv=None):
         reads = [read_pass(path)]
         rss_first_tasks = sorted(round(v / 2**20) for v in worker_rss(client).values())
         rows = [fit_model(client, X, path, covariance_type, k, args.iterations, reads[0], args.compare)
-                for covariance_type, k in MODELS]
+                for covariance_type, k in (model.split(":") for model in args.models.split(","))]
         reads.append(read_pass(path))
         read_seconds = min(reads)
         for row in rows:  # against the fastest read pass of the run
@@ -230,7 +234,8 @@ def main(argv=None):
         print(f"{row['model']}: {row['seconds_per_iteration']:.1f} s per iteration "
               f"(passes {', '.join(f'{s:.1f}' for s in row['pass_seconds'])}) = {row['ratio_to_read']:.2f}x "
               f"the read pass, {row['ratio_to_limit']:.2f}x max(read, compute {row['compute_seconds']:.1f} s); "
-              f"peak RSS {row['peak_rss_mib']} MiB of {args.worker_memory}; pauses {row['pauses']}; "
+              f"peak RSS {row['peak_rss_mib']} MiB of {args.worker_memory} ({row['rss_after_fit_mib']} after "
+              f"the fit); pauses {row['pauses']}; "
               f"restarted {row['restarted_workers'] or 'none'}; spilled {row['spilled_bytes']} bytes")
         if args.compare:
             print(f"  in memory, same start: max relative deviation {row['in_memory_max_relative_deviation']:.2e}")

@@ -129,7 +129,7 @@ class DaskMixtureMixin:
         self._check_device()
         X_rows, in_memory, names = self._open_rows(X, ensure_min_samples=2)
         known["chunk_bytes"] = max(X_rows.chunks[0]) * X_rows.shape[1] * X_rows.dtype.itemsize
-        check_worker_memory(known["chunk_bytes"])
+        check_worker_memory(known["chunk_bytes"], self.covariance_type in ("diag", "spherical"))
         n_samples, n_features = X_rows.shape
         if n_samples < self.n_components:
             raise ValueError(

@@ -4,7 +4,9 @@ A chunk is walked in row blocks (:func:`~daskgmm.blocks.default_block_rows`)
 so temporaries stay in cache. Every block is centred (:mod:`daskgmm.blocks`);
 an *assigner* gives its responsibilities (the E-step, :mod:`daskgmm.densities`,
 or an initialisation's hard or random ones); :mod:`daskgmm.moments` turns them
-into sums that add over the blocks sharing a centre. Per-block arithmetic runs
+into sums that add over the blocks sharing a centre. Diag and spherical E-steps
+and their sums run as compiled loops instead (:mod:`daskgmm.compiled`), which
+cost a chunk less than reading it does. Per-block arithmetic runs
 in the data's dtype where that keeps the digits that matter, and in float64
 where it would not; everything summed across blocks is float64.
 """

@@ -15,14 +15,16 @@ import contextlib
 import time
 
 import dask
+import dask.array as da
 import numpy as np
 from dask.callbacks import Callback
 
 from .data import RowData
-from .kernels import chunk_statistics, chunk_statistics_many
+from .kernels import chunk_statistics
 from .params import GaussianParams
 from .runtime import active_client, blas_threads_for
-from .stats import check_finite, merge_stats, merge_stats_lists
+from .stats import check_finite, merge_stats
+from .tasks import chunk_statistics_in_pass, chunk_task, merge_chunk_results
 
 DEFAULT_SPLIT_EVERY = 16
 
@@ -38,14 +40,20 @@ def tree_merge(parts, split_every=DEFAULT_SPLIT_EVERY, merge=merge_stats):
     return parts[0]
 
 
-def _chunk_tasks(data: RowData, make_task):
-    """``make_task(x_block, w_block, row_offset)`` for every chunk of the data."""
-    x_blocks = data.X.to_delayed().ravel()
-    if data.sample_weight is None:
-        w_blocks = [None] * len(x_blocks)
-    else:
-        w_blocks = data.sample_weight.to_delayed().ravel()
-    return [make_task(x, w, offset) for x, w, offset in zip(x_blocks, w_blocks, data.row_offsets)]
+def _chunk_tasks(data: RowData, function, *arguments):
+    """``function(x, w, row_offset, *arguments)`` of every chunk (delayed), each one task that
+    also reads its chunk.
+
+    Why one task: Dask fuses the chunk's read (a Zarr or HDF5 read, a slice of a persisted
+    array) into it, so no worker holds a chunk between a read task and the task that uses it,
+    and no chunk read ahead waits in memory. Dask array blocks must be arrays: each result is
+    wrapped in a 1 x 1 object array, which :func:`~daskgmm.tasks.merge_chunk_results` unwraps.
+    """
+    arrays = [data.X] if data.sample_weight is None else [data.X, data.sample_weight[:, None]]
+    n_chunks = data.X.numblocks[0]
+    results = da.map_blocks(chunk_task, *arrays, function, data.first_row, *arguments, dtype=object,
+                            chunks=((1,) * n_chunks, (1,)), meta=np.empty((0, 0), dtype=object))
+    return list(results.to_delayed().ravel())
 
 
 def statistics_kernel(device: str = "cpu"):
@@ -94,7 +102,9 @@ def pass_graph(
     round-off, not bit for bit: for ``select_model``'s candidates, not for restarts).
     """
     parts = _pass_parts(data, assigners, covariance_types, n_components, device, track_worst, stack)
-    return tree_merge(parts, split_every, merge_stats_lists)
+    if len(parts) == 1:  # unwrapped all the same
+        return dask.delayed(merge_chunk_results, pure=True)(parts[0])
+    return tree_merge(parts, split_every, merge_chunk_results)
 
 
 def _pass_parts(data, assigners, covariance_types, n_components, device, track_worst, stack=False):
@@ -102,12 +112,8 @@ def _pass_parts(data, assigners, covariance_types, n_components, device, track_w
     models = dask.delayed(list(assigners), pure=True)
     kernel = statistics_kernel(device)
     worst = list(track_worst) if track_worst is not None else [0] * len(assigners)
-    return _chunk_tasks(
-        data,
-        lambda x, w, offset: dask.delayed(chunk_statistics_many, pure=True)(
-            x, w, models, list(covariance_types), list(n_components), offset, kernel, worst, stack
-        ),
-    )
+    return _chunk_tasks(data, chunk_statistics_in_pass, models, list(covariance_types), list(n_components), kernel,
+                        worst, stack)
 
 
 def statistics_pass_many(
@@ -153,8 +159,10 @@ def _compute_counting_chunks(client, parts, split_every, tell):
     finished = as_completed(futures)
     level, split_every = futures, max(2, int(split_every))
     del futures
+    if len(level) == 1:
+        level = [client.submit(merge_chunk_results, level[0], pure=True)]
     while len(level) > 1:
-        level = [client.submit(merge_stats_lists, *level[i : i + split_every], pure=True)
+        level = [client.submit(merge_chunk_results, *level[i : i + split_every], pure=True)
                  for i in range(0, len(level), split_every)]
     (merged,) = level
     del level
@@ -188,5 +196,5 @@ class _ChunkCounter(Callback):
 
     def _posttask(self, key, result, dsk, state, worker_id):
         name = key[0] if isinstance(key, tuple) else key
-        if str(name).startswith("chunk_statistics_many"):
+        if str(name).startswith("chunk_task"):
             self.tell.chunk_finished()

@@ -125,8 +125,9 @@ def test_chunks_no_worker_can_hold_are_refused_before_any_work():
         with pytest.raises(WorkerMemoryError) as caught:
             gmm.fit(X)
     message = str(caught.value)
-    assert "chunks of 1,221 MiB need about 2,601 MiB per worker with 1 thread(s)" in message
-    assert "a worker has 700 MiB. Use chunks of at most 252 MiB" in message
+    assert "chunks of 1,221 MiB need about 2,713 MiB per worker with 1 thread(s)" in message
+    assert "272 MiB for the worker itself and the compiled diag/spherical kernels" in message
+    assert "a worker has 700 MiB. Use chunks of at most 196 MiB" in message
     assert not hasattr(gmm, "means_")  # no half-fitted state
 
 

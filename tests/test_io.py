@@ -81,6 +81,11 @@ def test_tasks_read_storage_chunks_without_joining_copies(tmp_path):
     hdf5 = open_array(tmp_path / "small.h5", chunk_bytes=4 * 2**20)
     assert set(hdf5.chunks[0][:-1]) == {262_000} and not joining_layers(hdf5)
     np.testing.assert_array_equal(hdf5.compute(), values)
+    # each chunk is read inside the task that computes its statistics: no chunk waits in memory
+    params = GaussianMixture(2, covariance_type="diag", max_iter=1).fit(values[::1000])._fitted_params()
+    graph = dict(pass_graph(RowData(big), [GaussianAssigner(params)], ["diag"], [2]).__dask_graph__())
+    per_chunk = [key for key in graph if isinstance(key, tuple)]
+    assert len(per_chunk) == 3 and all(key[0].startswith("chunk_task") for key in per_chunk)
     # a Dask array (or Parquet partitions) already in task-sized chunks keeps them
     kept = open_array(da.from_array(values, chunks=(rows, 4)))
     assert kept.chunks[0] == (rows, rows, 10) and not joining_layers(kept)
@@ -198,5 +203,5 @@ def test_pass_graph_has_one_parameter_key_and_a_task_per_chunk(data, reference):
     n_chunks = dx.numblocks[0]
     holding_params = [key for key, task in graph.items() if str(key).startswith("list-")]
     assert len(holding_params) == 1
-    # reads + statistics + reduction tree of fan-in 8 (13 + 2 + 1 merges) + the parameters
+    # the chunks (in-memory data) + statistics + reduction tree of fan-in 8 (13 + 2 + 1 merges) + the parameters
     assert len(graph) == 2 * n_chunks + 16 + 1

@@ -14,7 +14,7 @@ LAYERS = [
     {"moments", "reference"},
     {"stacked", "compiled"},
     {"kernels"},
-    {"gpu", "io", "family", "online"},
+    {"gpu", "io", "family", "online", "tasks"},
     {"data"},
     {"passes"},
     {"engine"},
