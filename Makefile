@@ -49,10 +49,11 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bayesian.py
 	$(BIN)/python benchmarks/passes.py
 
-## bench-out-of-core: EM passes over Zarr stores 5x the cluster's memory (7.5 GiB on 2 x 768 MiB, 5 GiB on 2 x 512 MiB) against a plain read pass, plus the scaling terms
+## bench-out-of-core: EM passes over Zarr stores 5x the cluster's memory (7.5 GiB on 2 x 768 MiB, 5 GiB on 2 x 512 MiB) against a plain read pass; HDF5, Parquet and streamed predictions; the scaling terms
 bench-out-of-core: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/out_of_core.py --gib 7.5 --workers 2 --worker-memory 768MiB
 	$(BIN)/python benchmarks/out_of_core.py --gib 5 --workers 2 --worker-memory 512MiB
+	$(BIN)/python benchmarks/sources.py --gib 2.5 --workers 2 --worker-memory 768MiB
 	$(BIN)/python benchmarks/scaling.py
 
 clean:

@@ -352,8 +352,12 @@ class DaskMixtureMixin:
         scikit-learn does: a float64 model scores float32 data in float64.
         """
         self._check_device()
-        X_rows = X_rows.astype(np.result_type(X_rows.dtype, self.means_.dtype), copy=False)
-        out = per_row_pass(X_rows, self._per_row_params(), output, self.device)
+        dtype = np.result_type(X_rows.dtype, self.means_.dtype)
+        if self.device != "cpu" or self.covariance_type not in ("diag", "spherical"):
+            # (the compiled diag/spherical loops compute in float64 from float32 rows as they are:
+            # no float64 copy of every chunk, which doubled a streamed prediction's memory)
+            X_rows = X_rows.astype(dtype, copy=False)
+        out = per_row_pass(X_rows, self._per_row_params(), output, self.device, dtype)
         if not in_memory:
             return out
         with blas_threads_for(X_rows.numblocks[0]):

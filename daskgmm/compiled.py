@@ -4,20 +4,22 @@ Why compiled: the NumPy forms of these steps are GEMMs over per-row moment
 columns ``[x, x^2, 1]`` built in float64, so a block is copied and widened
 several times for a few flops per value; with a cheap model that made the
 kernel cost more than reading its chunk from storage (measured, 250k x 16
-float32 rows, K=4 diag, one thread: 34.5 ms of kernel against 19 ms to read
-and decompress the Zarr chunk). These loops read each row once for the
+float32 rows, K=4 diag, one thread: 34.5 ms of kernel against 19-21 ms to
+read and decompress the Zarr chunk). These loops read each row once for the
 E-step and once for the M-step, and leave the exponentials to NumPy's SIMD
-``exp`` between them: 12.8 ms.
+``exp`` between them: 15-16 ms.
 
-They are also exact where the expanded forms are not: every component's
-distance is formed from its own centred differences ``x - mu_k`` in float64
-(rows exactly centred on the block's shift first), so no component is too far
-or too narrow for them. The M-step sums are the moment sums about the shift
-that :func:`daskgmm.moments.separable_sums` finishes (components whose
-expanded scatter would lose digits are recomputed exactly centred there).
+They are also accurate where the expanded forms are not: every component's
+whitened differences ``u (x - shift) - u m`` are formed per row in float64
+(rows exactly centred on the block's shift first, one rounding of ``u m``),
+so no component is too far or too narrow for them. The M-step sums are the
+moment sums about the shift that :func:`daskgmm.moments.separable_sums`
+finishes (components whose expanded scatter would lose digits are recomputed
+exactly centred there).
 
 numba is imported with this module; :mod:`daskgmm.kernels` imports it on first
-use, so workers that only fit full or tied models do not pay its ~64 MiB.
+use, so workers that only fit full or tied models do not pay its ~108 MiB
+(numba, LLVM and the loaded loops, measured in a worker).
 """
 
 from __future__ import annotations
@@ -26,21 +28,25 @@ import numpy as np
 from numba import njit
 
 from .blocks import CentredBlock, Workspace
-from .densities import clamped_exp, log_prob_offset
+from .densities import exp_clamp, log_prob_offset
 from .params import GaussianParams
 
 COMPILED_TYPES = ("diag", "spherical")
 # Reassociation lets LLVM vectorise the sums over features; no-NaN/no-inf flags are left
 # out, so -inf log-probabilities (components of weight zero) keep their meaning.
 FASTMATH = {"reassoc", "contract"}
+# densities.clamped_exp in two halves around NumPy's exp: the clamp below in the E-step loop, the
+# floor subtracted in the M-step loop (the same operations in the same order: the same numbers)
+EXP_CUTOFF, EXP_FLOOR = (float(value) for value in exp_clamp(np.float64))
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
-def _log_prob_relative(raw, shift, means_c, precisions, offset, log_prob, top):
-    """``log_prob[i, k] = offset_k - 1/2 sum_d p_kd (x_id - shift_d - m_kd)^2 - top_i``, ``top_i``
-    the row's largest (0 where it is not finite)."""
+def _log_prob_relative(raw, shift, factors, whitened_means, offset, log_prob, top):
+    """``log_prob[i, k] = max(offset_k - 1/2 sum_d (u_kd (x_id - shift_d) - u_kd m_kd)^2 - top_i, EXP_CUTOFF)``
+    (``u`` the diag precision factors, ``u m`` the whitened means about the shift), ``top_i`` the
+    row's largest (0 where it is not finite)."""
     n_rows, n_features = raw.shape
-    n_components = means_c.shape[0]
+    n_components = factors.shape[0]
     centred = np.empty(n_features)
     for i in range(n_rows):
         for d in range(n_features):
@@ -49,8 +55,10 @@ def _log_prob_relative(raw, shift, means_c, precisions, offset, log_prob, top):
         for k in range(n_components):
             distance = 0.0
             for d in range(n_features):
-                difference = centred[d] - means_c[k, d]
-                distance += precisions[k, d] * difference * difference
+                # one fused multiply-add: its error is eps |u m|, against the whitened distances'
+                # squares that the expanded forms cancel (2e-10 nats at 1e6 spreads from the shift)
+                whitened = factors[k, d] * centred[d] - whitened_means[k, d]
+                distance += whitened * whitened
             value = offset[k] - 0.5 * distance
             log_prob[i, k] = value
             largest = max(largest, value)
@@ -58,12 +66,12 @@ def _log_prob_relative(raw, shift, means_c, precisions, offset, log_prob, top):
             largest = 0.0
         top[i] = largest
         for k in range(n_components):
-            log_prob[i, k] -= largest
+            log_prob[i, k] = max(log_prob[i, k] - largest, EXP_CUTOFF)
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
 def _normalised_moment_sums(raw, shift, resp, weights, total, sums):
-    """Normalises ``resp`` (exponentials relative to each row's largest) in place to weighted
+    """Normalises ``resp`` (``exp`` of :func:`_log_prob_relative`'s values) in place to weighted
     responsibilities, writes each row's total, and adds ``[sum r x, sum r x^2, sum r]`` (rows
     about ``shift``) to ``sums`` (K, 2D + 1)."""
     n_rows, n_features = raw.shape
@@ -77,7 +85,9 @@ def _normalised_moment_sums(raw, shift, resp, weights, total, sums):
             centred[d] = raw[i, d] - shift[d]
         row_total = 0.0
         for k in range(n_components):
-            row_total += resp[i, k]
+            value = max(resp[i, k] - EXP_FLOOR, 0.0)
+            resp[i, k] = value
+            row_total += value
         total[i] = row_total
         scale = weights[i] / row_total
         for k in range(n_components):
@@ -97,15 +107,15 @@ def _normalised_moment_sums(raw, shift, resp, weights, total, sums):
 
 def separable_log_prob(block: CentredBlock, params: GaussianParams, ws: Workspace):
     """``(log_prob - top, top)``: every row's weighted log-probabilities (n, K), less the row's
-    largest ``top`` (n,), both float64 scratch of ``ws``."""
+    largest ``top`` (n,), clamped below at ``EXP_CUTOFF``; both float64 scratch of ``ws``."""
     raw = np.ascontiguousarray(block.raw)
     n_rows, n_features = raw.shape
-    means_c = np.asarray(params.means, dtype=np.float64) - block.shift
-    precisions = ws.memo("compiled-precisions", params, n_features, lambda: _diagonal_precisions(params, n_features))
+    factors = ws.memo("compiled-factors", params, n_features, lambda: _diagonal_factors(params, n_features))
+    whitened_means = factors * (np.asarray(params.means, dtype=np.float64) - block.shift)
     offset = ws.memo("compiled-offset", params, n_features, lambda: log_prob_offset(params, n_features))
     log_prob = ws.get("resp", (n_rows, params.n_components), np.float64)
     top = ws.get("top", n_rows, np.float64)
-    _log_prob_relative(raw, block.shift, means_c, precisions, offset, log_prob, top)
+    _log_prob_relative(raw, block.shift, factors, whitened_means, offset, log_prob, top)
     return log_prob, top
 
 
@@ -123,7 +133,7 @@ def separable_block(block: CentredBlock, params: GaussianParams, sample_weight, 
         ``log p(x)`` of every row.
     """
     resp, top = separable_log_prob(block, params, ws)
-    clamped_exp(resp)
+    np.exp(resp, out=resp)  # the clamp is in the loops
     n_rows, n_features = block.raw.shape
     if sample_weight is None:
         weights = ws.get("unit-weights", n_rows, np.float64)
@@ -141,7 +151,9 @@ def per_row_output(block: CentredBlock, params: GaussianParams, output, ws: Work
     relative, top = separable_log_prob(block, params, ws)
     if output == "label":
         return np.argmax(relative, axis=1)
-    clamped_exp(relative)
+    np.exp(relative, out=relative)
+    relative -= EXP_FLOOR
+    np.maximum(relative, 0, out=relative)
     total = relative @ np.ones(params.n_components)
     if output == "proba":
         relative /= total[:, None]
@@ -156,9 +168,9 @@ def _log_norm(total, top):
     return log_norm
 
 
-def _diagonal_precisions(params: GaussianParams, n_features):
-    """Per-feature precisions (K, D): squared diag factors, or spherical ones on every feature."""
-    precisions = np.asarray(params.precisions_cholesky, dtype=np.float64) ** 2
+def _diagonal_factors(params: GaussianParams, n_features):
+    """Per-feature precision factors (K, D): the diag factors, or a spherical one on every feature."""
+    factors = np.asarray(params.precisions_cholesky, dtype=np.float64)
     if params.covariance_type == "spherical":
-        precisions = np.repeat(precisions[:, None], n_features, axis=1)
-    return np.ascontiguousarray(precisions)
+        factors = np.repeat(factors[:, None], n_features, axis=1)
+    return np.ascontiguousarray(factors)

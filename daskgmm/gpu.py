@@ -210,7 +210,7 @@ def _zeros(stats):
     return np.zeros_like(stats.resp_sum), np.zeros_like(stats.means), np.zeros_like(stats.scatter)
 
 
-def per_row(X, params: GaussianParams, output):
+def per_row(X, params: GaussianParams, output, dtype=None):
     """Every row's ``output`` ("label", "proba" or "log_norm") computed on the GPU: the twin of
     :func:`daskgmm.kernels.per_row`."""
     reduce_block = {
@@ -220,7 +220,7 @@ def per_row(X, params: GaussianParams, output):
     }[output]
     cp = cupy_or_error()
     X = np.asarray(X)
-    out = new_per_row_output(len(X), params.n_components, X.dtype, output)
+    out = new_per_row_output(len(X), params.n_components, dtype or X.dtype, output)
     device_params = _device_params(cp, params, X.dtype)
     block_rows = _block_rows(params.n_components, X.shape[1])
     for start in range(0, X.shape[0], block_rows):

@@ -66,20 +66,22 @@ def statistics_kernel(device: str = "cpu"):
     return chunk_statistics
 
 
-def per_row_pass(X, params: GaussianParams, output: str, device: str = "cpu"):
+def per_row_pass(X, params: GaussianParams, output: str, device: str = "cpu", dtype=None):
     """Every row's ``output`` ("label", "proba" or "log_norm") as a lazy Dask array with ``X``'s
     row chunks: :func:`daskgmm.kernels.per_row` per chunk, or its GPU twin for ``device="cuda"``.
-    The parameters enter the graph once, as one key."""
+    The parameters enter the graph once, as one key. ``dtype``: of probabilities and
+    log-likelihoods (default: ``X``'s)."""
+    dtype = np.dtype(dtype or X.dtype)
     if device == "cuda":
         from . import gpu as backend
     else:
         from . import kernels as backend
     params_key = dask.delayed(params, pure=True)
     if output == "proba":
-        return X.map_blocks(backend.per_row, params_key, output,
-                            chunks=(X.chunks[0], (params.n_components,)), dtype=X.dtype)
-    return X.map_blocks(backend.per_row, params_key, output, drop_axis=1,
-                        dtype=np.int64 if output == "label" else X.dtype)
+        return X.map_blocks(backend.per_row, params_key, output, dtype,
+                            chunks=(X.chunks[0], (params.n_components,)), dtype=dtype)
+    return X.map_blocks(backend.per_row, params_key, output, dtype, drop_axis=1,
+                        dtype=np.int64 if output == "label" else dtype)
 
 
 def pass_graph(

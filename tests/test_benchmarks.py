@@ -52,6 +52,18 @@ def test_out_of_core_benchmark_runs_small(tmp_path):
     assert "| / max(read, compute) |" in (tmp_path / "out_of_core_512MiB.md").read_text()
 
 
+def test_sources_benchmark_runs_small(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "benchmarks/sources.py", "--gib", "0.02", "--storage-rows", "50000", "--worker-memory",
+         "768MiB", "--iterations", "2", "--data-dir", str(tmp_path), "--results", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "sources_768MiB.json").read_text())
+    assert [r["task"] for r in report["rows"]] == ["diag K=4 fit, Zarr", "diag K=4 fit, HDF5", "diag K=4 fit, Parquet",
+                                                   "labels streamed Zarr -> Zarr"]
+    assert all(r["restarts"] == 0 and r["seconds"] > 0 and r["read_seconds"] > 0 for r in report["rows"])
+
+
 def test_bayesian_quick_writes_its_table(tmp_path):
     result = subprocess.run([sys.executable, "benchmarks/bayesian.py", "--quick", "--repeat", "1", "--out",
                              str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT)

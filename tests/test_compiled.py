@@ -95,3 +95,20 @@ def test_compiled_per_row_outputs_equal_the_numpy_forms(covariance_type, dtype):
     np.testing.assert_allclose(per_row(X, params, "proba"), proba, rtol=1e-5 if dtype == np.float32 else 1e-9,
                                atol=1e-12)
     np.testing.assert_allclose(per_row(X, params, "log_norm"), log_norm, rtol=1e-6 if dtype == np.float32 else 1e-12)
+
+
+def test_a_float64_model_scores_float32_chunks_in_float64_without_converting_them():
+    """The compiled loops take float32 rows as they are (no float64 copy of a chunk) and still
+    answer in float64, as scikit-learn does for a float64 model."""
+    import dask.array as da
+
+    X = make_data(n_samples=4000, n_features=4, n_components=3, seed=6)
+    model = fit_quietly(GaussianMixture(3, covariance_type="diag", random_state=0), X)
+    X32 = da.from_array(X.astype(np.float32), chunks=1000)
+    proba, scores = model.predict_proba(X32), model.score_samples(X32)
+    assert proba.dtype == scores.dtype == np.float64
+    assert not any(name.startswith("astype") for name in proba.dask.layers)
+    np.testing.assert_allclose(proba.compute(), model.predict_proba(X.astype(np.float32).astype(np.float64)),
+                               rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(scores.compute(), model.score_samples(X.astype(np.float32).astype(np.float64)),
+                               rtol=1e-12)
