@@ -24,7 +24,7 @@ from .kernels import chunk_statistics
 from .params import GaussianParams
 from .runtime import active_client, blas_threads_for
 from .stats import check_finite, merge_stats
-from .tasks import chunk_statistics_in_pass, chunk_task, merge_chunk_results
+from .tasks import chunk_statistics_in_pass, chunk_task, merge_chunk_results, per_row_column
 
 DEFAULT_SPLIT_EVERY = 16
 
@@ -80,8 +80,12 @@ def per_row_pass(X, params: GaussianParams, output: str, device: str = "cpu", dt
     if output == "proba":
         return X.map_blocks(backend.per_row, params_key, output, dtype,
                             chunks=(X.chunks[0], (params.n_components,)), dtype=dtype)
-    return X.map_blocks(backend.per_row, params_key, output, dtype, drop_axis=1,
-                        dtype=np.int64 if output == "label" else dtype)
+    # a column per chunk, then its only column: a task that dropped the feature axis would not
+    # have the chunk's read fused into it (Dask fuses no contraction), and a chunk read by one
+    # task and used by another waits in a worker's memory (streamed predictions paused workers)
+    column = X.map_blocks(per_row_column, params_key, output, dtype, backend.per_row, chunks=(X.chunks[0], (1,)),
+                          dtype=np.int64 if output == "label" else dtype)
+    return column[:, 0]
 
 
 def pass_graph(

@@ -34,3 +34,8 @@ def chunk_statistics_in_pass(x, w, row_offset, assigners, covariance_types, n_co
     """:func:`chunk_statistics_many` in :func:`~daskgmm.passes._chunk_tasks`'s argument order."""
     return chunk_statistics_many(x, w, assigners, covariance_types, n_components, row_offset, kernel, track_worst,
                                  stack)
+
+
+def per_row_column(X, params, output, dtype, per_row):
+    """``per_row(X, params, output, dtype)`` (labels or log-likelihoods) as an (n, 1) column."""
+    return per_row(X, params, output, dtype)[:, None]
