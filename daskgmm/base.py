@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .data import RowData, as_dask_rows, as_sample_weight, describe_input, feature_names
 from .engine import FitResult, Run, advance_runs, fit_mixture
+from .kernels import COMPILED_TYPES
 from .passes import per_row_pass, statistics_kernel
 from .init import draw_sample
 from .model_io import checkpoint_for, save_model
@@ -129,7 +130,7 @@ class DaskMixtureMixin:
         self._check_device()
         X_rows, in_memory, names = self._open_rows(X, ensure_min_samples=2)
         known["chunk_bytes"] = max(X_rows.chunks[0]) * X_rows.shape[1] * X_rows.dtype.itemsize
-        check_worker_memory(known["chunk_bytes"], self.covariance_type in ("diag", "spherical"))
+        check_worker_memory(known["chunk_bytes"], self.covariance_type in COMPILED_TYPES)
         n_samples, n_features = X_rows.shape
         if n_samples < self.n_components:
             raise ValueError(
@@ -353,7 +354,7 @@ class DaskMixtureMixin:
         """
         self._check_device()
         dtype = np.result_type(X_rows.dtype, self.means_.dtype)
-        if self.device != "cpu" or self.covariance_type not in ("diag", "spherical"):
+        if self.device != "cpu" or self.covariance_type not in COMPILED_TYPES:
             # (the compiled diag/spherical loops compute in float64 from float32 rows as they are:
             # no float64 copy of every chunk, which doubled a streamed prediction's memory)
             X_rows = X_rows.astype(dtype, copy=False)

@@ -31,7 +31,6 @@ from .blocks import CentredBlock, Workspace
 from .densities import exp_clamp, log_prob_offset
 from .params import GaussianParams
 
-COMPILED_TYPES = ("diag", "spherical")
 # Reassociation lets LLVM vectorise the sums over features; no-NaN/no-inf flags are left
 # out, so -inf log-probabilities (components of weight zero) keep their meaning.
 FASTMATH = {"reassoc", "contract"}

@@ -51,10 +51,6 @@ class RowData:
     def dtype(self) -> np.dtype:
         return self.X.dtype
 
-    @property
-    def row_offsets(self) -> list[int]:
-        return (self.first_row + np.cumsum((0,) + self.X.chunks[0][:-1])).tolist()
-
     def in_waves(self, count: int) -> list["RowData"]:
         """The chunks in ``count`` consecutive groups of (nearly) equal numbers of chunks, each as
         RowData (at most one group per chunk)."""

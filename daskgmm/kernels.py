@@ -22,6 +22,8 @@ from .params import GaussianParams
 from .stacked import STACKABLE_TYPES, StackedModels
 from .stats import SufficientStats
 
+# Covariance types whose Gaussian E-step and sums run as compiled loops (daskgmm.compiled).
+COMPILED_TYPES = ("diag", "spherical")
 # Rows per block of the counter-based generator behind 'random' initialisation:
 # the random responsibilities of a row depend on its index only, not on the chunking.
 RANDOM_BLOCK_ROWS = 4096
@@ -197,8 +199,8 @@ def chunk_statistics_models(X, sample_weight, assigners, covariance_types, n_com
 def block_sums_of(assigner, block, rows, sample_weight, covariance_type, workspace):
     """``(moment sums, log p(x) or None)`` of one block for one model: the compiled loops of
     :mod:`daskgmm.compiled` for a diag or spherical E-step, NumPy's GEMM forms for the rest."""
-    if isinstance(assigner, GaussianAssigner) and covariance_type in ("diag", "spherical"):
-        # imported here, not above: numba costs a worker ~64 MiB, which full and tied fits never need
+    if isinstance(assigner, GaussianAssigner) and covariance_type in COMPILED_TYPES:
+        # imported here, not above: numba costs a worker ~108 MiB, which full and tied fits never need
         from .compiled import separable_block
 
         resp, sums, log_norm = separable_block(block, assigner.params, sample_weight, workspace)
@@ -263,7 +265,7 @@ def per_row(X, params: GaussianParams, output, dtype=None):
     workspace = Workspace()
     for start in range(0, X.shape[0], block_rows):
         block = centre_block(X[start : start + block_rows], workspace)
-        if params.covariance_type in ("diag", "spherical"):
+        if params.covariance_type in COMPILED_TYPES:
             from .compiled import per_row_output  # on first use: see block_sums_of
 
             out[start : start + block.n_rows] = per_row_output(block, params, output, workspace)

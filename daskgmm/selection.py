@@ -22,6 +22,7 @@ from sklearn.utils import check_random_state
 
 from .data import RowData, as_dask_rows, as_sample_weight, feature_names
 from .engine import FitResult, advance_runs, place_data
+from .kernels import COMPILED_TYPES
 from .passes import DEFAULT_SPLIT_EVERY, statistics_pass_many
 from .estimator import GaussianMixture
 from .family import GaussianFamily
@@ -271,7 +272,7 @@ def _select_model(X, n_components, covariance_types, criterion, n_init, init_par
         raise ValueError(f"n_components must be >= 1, got {min(ks)}")
     X_rows, in_memory = as_dask_rows(X, chunk_rows=chunk_rows, ensure_min_samples=2)
     check_worker_memory(max(X_rows.chunks[0]) * X_rows.shape[1] * X_rows.dtype.itemsize,
-                        any(covariance_type in ("diag", "spherical") for covariance_type in types))
+                        any(covariance_type in COMPILED_TYPES for covariance_type in types))
     if X_rows.shape[0] < max(ks):
         raise ValueError(f"Expected n_samples >= n_components but got n_components = {max(ks)}, "
                          f"n_samples = {X_rows.shape[0]}")
