@@ -54,7 +54,7 @@ def graph_seconds_per_chunk(n_chunks=10_000):
     weights = np.full(K, 1 / K)
     params = GaussianParams("diag", weights, np.zeros((K, D)), np.ones((K, D)), np.ones((K, D)))
     started = time.perf_counter()
-    pass_graph(RowData(X), GaussianAssigner(params), "diag", K)
+    pass_graph(RowData(X), [GaussianAssigner(params)], ["diag"], [K])
     return (time.perf_counter() - started) / n_chunks
 
 

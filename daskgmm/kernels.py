@@ -263,14 +263,15 @@ def per_row(X, params: GaussianParams, output, dtype=None):
     block_rows = default_block_rows(params.n_components, X.shape[1], X.dtype.itemsize,
                                     params.covariance_type)
     workspace = Workspace()
+    if params.covariance_type in COMPILED_TYPES:
+        from .compiled import per_row_output  # on first use: see block_sums_of
+
+        block_output = lambda block: per_row_output(block, params, output, workspace)  # noqa: E731
+    else:
+        block_output = lambda block: per_block(weighted_log_prob(block, params, workspace), workspace)  # noqa: E731
     for start in range(0, X.shape[0], block_rows):
         block = centre_block(X[start : start + block_rows], workspace)
-        if params.covariance_type in COMPILED_TYPES:
-            from .compiled import per_row_output  # on first use: see block_sums_of
-
-            out[start : start + block.n_rows] = per_row_output(block, params, output, workspace)
-        else:
-            out[start : start + block.n_rows] = per_block(weighted_log_prob(block, params, workspace), workspace)
+        out[start : start + block.n_rows] = block_output(block)
     return out
 
 

@@ -23,21 +23,22 @@ from .data import RowData
 from .kernels import chunk_statistics
 from .params import GaussianParams
 from .runtime import active_client, blas_threads_for
-from .stats import check_finite, merge_stats
+from .stats import check_finite
 from .tasks import chunk_statistics_in_pass, chunk_task, merge_chunk_results, per_row_column
 
 DEFAULT_SPLIT_EVERY = 16
 
 
-def tree_merge(parts, split_every=DEFAULT_SPLIT_EVERY, merge=merge_stats):
-    """Merge delayed partial results in a tree of fan-in ``split_every``."""
+def tree_merge(parts, split_every=DEFAULT_SPLIT_EVERY, merge=merge_chunk_results, submit=None):
+    """Merge partial results in a tree of fan-in ``split_every``, at least once (so that a lone
+    chunk's result is unwrapped too). ``submit``: a distributed ``Client.submit`` for futures
+    (default: ``dask.delayed``)."""
     split_every = max(2, int(split_every))
-    while len(parts) > 1:
-        parts = [
-            dask.delayed(merge, pure=True)(*parts[i : i + split_every])
-            for i in range(0, len(parts), split_every)
-        ]
-    return parts[0]
+    submit = submit or (lambda function, *args, pure: dask.delayed(function, pure=pure)(*args))
+    while True:
+        parts = [submit(merge, *parts[i : i + split_every], pure=True) for i in range(0, len(parts), split_every)]
+        if len(parts) == 1:
+            return parts[0]
 
 
 def _chunk_tasks(data: RowData, function, *arguments):
@@ -107,10 +108,8 @@ def pass_graph(
     ``stack``: the diag and spherical models' GEMMs stacked (equal to their lone passes up to
     round-off, not bit for bit: for ``select_model``'s candidates, not for restarts).
     """
-    parts = _pass_parts(data, assigners, covariance_types, n_components, device, track_worst, stack)
-    if len(parts) == 1:  # unwrapped all the same
-        return dask.delayed(merge_chunk_results, pure=True)(parts[0])
-    return tree_merge(parts, split_every, merge_chunk_results)
+    return tree_merge(_pass_parts(data, assigners, covariance_types, n_components, device, track_worst, stack),
+                      split_every)
 
 
 def _pass_parts(data, assigners, covariance_types, n_components, device, track_worst, stack=False):
@@ -141,15 +140,14 @@ def statistics_pass_many(
     submitted as futures, one per chunk, merged on the workers in the same tree (same result).
     """
     client = active_client()
-    with blas_threads_for(data.X.numblocks[0]):
+    parts = _pass_parts(data, assigners, covariance_types, n_components, device, track_worst, stack)
+    with blas_threads_for(len(parts)):
         if on_chunk is not None and client is not None:
-            parts = _pass_parts(data, assigners, covariance_types, n_components, device, track_worst, stack)
             stats_list = _compute_counting_chunks(client, parts, split_every, _Throttled(on_chunk, len(parts)))
         else:
-            counting = _ChunkCounter(on_chunk, data.X.numblocks[0]) if on_chunk else contextlib.nullcontext()
+            counting = _ChunkCounter(on_chunk, len(parts)) if on_chunk else contextlib.nullcontext()
             with counting:
-                (stats_list,) = dask.compute(pass_graph(data, assigners, covariance_types, n_components,
-                                                        split_every, device, track_worst, stack))
+                (stats_list,) = dask.compute(tree_merge(parts, split_every))
     for stats in stats_list:
         check_finite(stats)
     return stats_list
@@ -163,15 +161,8 @@ def _compute_counting_chunks(client, parts, split_every, tell):
 
     futures = client.compute(parts)
     finished = as_completed(futures)
-    level, split_every = futures, max(2, int(split_every))
+    merged = tree_merge(futures, split_every, submit=client.submit)
     del futures
-    if len(level) == 1:
-        level = [client.submit(merge_chunk_results, level[0], pure=True)]
-    while len(level) > 1:
-        level = [client.submit(merge_chunk_results, *level[i : i + split_every], pure=True)
-                 for i in range(0, len(level), split_every)]
-    (merged,) = level
-    del level
     for future in finished:
         tell.chunk_finished()
         del future
