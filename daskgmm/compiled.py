@@ -104,6 +104,125 @@ def _normalised_moment_sums(raw, shift, resp, weights, total, sums):
         sums[k, 2 * n_features] += mass[k]
 
 
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
+def _relative_to_top(values, top):
+    """Component-major weighted log-probabilities ``values`` (K, n), in place, less each row's
+    largest ``top`` (written; 0 where not finite), clamped below at ``EXP_CUTOFF``: the first half
+    of :func:`~daskgmm.densities.clamped_exp` after the row maxima, a row of ``values`` at a time."""
+    n_components, n_rows = values.shape
+    for i in range(n_rows):
+        top[i] = values[0, i]
+    for k in range(1, n_components):
+        for i in range(n_rows):
+            top[i] = max(top[i], values[k, i])
+    for i in range(n_rows):
+        if not np.isfinite(top[i]):
+            top[i] = 0.0
+    for k in range(n_components):
+        for i in range(n_rows):
+            values[k, i] = max(values[k, i] - top[i], EXP_CUTOFF)
+
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
+def _floored_totals(values, total, normalise):
+    """The second half of :func:`~daskgmm.densities.clamped_exp` on exponentials ``values``
+    (K, n, component-major, in place), each row's ``total``, and (``normalise``) the values divided
+    by it: responsibilities."""
+    n_components, n_rows = values.shape
+    for i in range(n_rows):
+        total[i] = 0.0
+    for k in range(n_components):
+        for i in range(n_rows):
+            value = max(values[k, i] - EXP_FLOOR, 0.0)
+            values[k, i] = value
+            total[i] += value
+    if normalise:
+        for k in range(n_components):
+            for i in range(n_rows):
+                values[k, i] *= 1.0 / total[i]
+
+
+def normalize_component_major(values, normalise, ws: Workspace):
+    """``log p(x)`` (n,) of component-major weighted log-probabilities ``values`` (K, n): as
+    :func:`~daskgmm.densities.normalize_log_prob`, and in place their responsibilities
+    (``normalise``) or their exponentials relative to the row's largest (scoring only)."""
+    top = np.empty(values.shape[1])
+    _relative_to_top(values, top)
+    np.exp(values, out=values)
+    total = ws.get("component-major-total", values.shape[1], np.float64)
+    _floored_totals(values, total, normalise)
+    return _log_norm(total, top)
+
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
+def _nearest_centre_sums(raw, shift, centres, edges, weights, labels, sums):
+    """For every model ``m`` (its centres: rows ``edges[m]:edges[m + 1]`` of ``centres``, about
+    ``shift``), ``labels[m, i]``: the centre nearest to row ``i`` (the first of ties), and
+    ``[w x, w x^2, w]`` (rows about ``shift``) added to that centre's row of ``sums`` (C, 2D + 1).
+    Distances from exact differences ``(x - shift) - c``, so far or tight centres keep their rows."""
+    n_rows, n_features = raw.shape
+    n_centres = centres.shape[0]
+    centred = np.empty(n_features)
+    first = np.zeros((n_centres, n_features))
+    second = np.zeros((n_centres, n_features))
+    mass = np.zeros(n_centres)
+    for i in range(n_rows):
+        for d in range(n_features):
+            centred[d] = raw[i, d] - shift[d]
+        weight = weights[i]
+        for m in range(edges.size - 1):
+            nearest, best = edges[m], np.inf
+            for c in range(edges[m], edges[m + 1]):
+                distance = 0.0
+                for d in range(n_features):
+                    difference = centred[d] - centres[c, d]
+                    distance += difference * difference
+                if distance < best:
+                    nearest, best = c, distance
+            labels[m, i] = nearest - edges[m]
+            mass[nearest] += weight
+            for d in range(n_features):
+                weighted = weight * centred[d]
+                first[nearest, d] += weighted
+                second[nearest, d] += weighted * centred[d]
+    for c in range(n_centres):
+        for d in range(n_features):
+            sums[c, d] += first[c, d]
+            sums[c, n_features + d] += second[c, d]
+        sums[c, 2 * n_features] += mass[c]
+
+
+def nearest_centre_blocks(block: CentredBlock, centres_list, sample_weight, ws: Workspace):
+    """Hard (k-means) assignments of one block to each of several sets of centres (K_m, D), in one
+    walk over its rows. Returns per set ``(resp, sums)``: the weighted one-hot responsibilities
+    (n, K_m) and ``[sum w r x, sum w r x^2, sum w r]`` (K_m, 2D + 1) about ``block.shift``, as
+    :func:`~daskgmm.moments.separable_sums` takes them."""
+    raw = np.ascontiguousarray(block.raw)
+    n_rows, n_features = raw.shape
+    sizes = [len(centres) for centres in centres_list]
+    edges = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    centres_c = np.vstack([np.asarray(centres, dtype=np.float64) for centres in centres_list]) - block.shift
+    labels = ws.get("nearest-labels", (len(sizes), n_rows), np.int64)
+    sums = np.zeros((edges[-1], 2 * n_features + 1))
+    _nearest_centre_sums(raw, block.shift, centres_c, edges, _row_weights(sample_weight, n_rows, ws), labels, sums)
+    results = []
+    for m, size in enumerate(sizes):
+        resp = ws.get(f"nearest-resp{m}", (n_rows, size), np.float64)
+        np.equal(labels[m][:, None], np.arange(size)[None, :], out=resp, casting="unsafe")
+        if sample_weight is not None:
+            resp *= np.asarray(sample_weight, dtype=np.float64)[:, None]
+        results.append((resp, sums[edges[m]:edges[m + 1]]))
+    return results
+
+
+def _row_weights(sample_weight, n_rows, ws):
+    if sample_weight is None:
+        weights = ws.get("unit-weights", n_rows, np.float64)
+        weights[...] = 1.0
+        return weights
+    return np.asarray(sample_weight, dtype=np.float64)
+
+
 def separable_log_prob(block: CentredBlock, params: GaussianParams, ws: Workspace):
     """``(log_prob - top, top)``: every row's weighted log-probabilities (n, K), less the row's
     largest ``top`` (n,), clamped below at ``EXP_CUTOFF``; both float64 scratch of ``ws``."""
@@ -134,14 +253,10 @@ def separable_block(block: CentredBlock, params: GaussianParams, sample_weight, 
     resp, top = separable_log_prob(block, params, ws)
     np.exp(resp, out=resp)  # the clamp is in the loops
     n_rows, n_features = block.raw.shape
-    if sample_weight is None:
-        weights = ws.get("unit-weights", n_rows, np.float64)
-        weights[...] = 1.0
-    else:
-        weights = np.asarray(sample_weight, dtype=np.float64)
     total = ws.get("total", n_rows, np.float64)
     sums = np.zeros((params.n_components, 2 * n_features + 1))
-    _normalised_moment_sums(np.ascontiguousarray(block.raw), block.shift, resp, weights, total, sums)
+    _normalised_moment_sums(np.ascontiguousarray(block.raw), block.shift, resp, _row_weights(sample_weight, n_rows, ws),
+                            total, sums)
     return resp, sums, _log_norm(total, top)
 
 

@@ -96,11 +96,21 @@ def start_for(init_params, n_components, covariance_type, data: RowData, random_
     weights)`` drawn by :func:`draw_sample`. Shared by single fits and by
     model selection, which draws one sample and runs one pass for many starts.
     """
+    return starts_for(init_params, n_components, [covariance_type], data, random_state, sample, weights)[0]
+
+
+def starts_for(init_params, n_components, covariance_types, data: RowData, random_state, sample=None,
+               weights=None):
+    """:func:`start_for` for several covariance types from one draw of ``random_state``: the
+    same centres, points or random responsibilities for each (one k-means, one assigner object
+    shared by the types), as separate calls from equal states would give."""
     if init_params == "random":
-        return RandomAssigner(int(random_state.randint(np.iinfo(np.int32).max)), n_components)
+        start = RandomAssigner(int(random_state.randint(np.iinfo(np.int32).max)), n_components)
+        return [start] * len(covariance_types)
     if init_params == "kmeans":
         kmeans = KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
-        return NearestCentreAssigner(kmeans.fit(sample, sample_weight=weights).cluster_centers_)
+        start = NearestCentreAssigner(kmeans.fit(sample, sample_weight=weights).cluster_centers_)
+        return [start] * len(covariance_types)
     if init_params == "random_from_data":
         probabilities = None if weights is None else weights / weights.sum()
         if probabilities is not None and np.count_nonzero(probabilities) < n_components:
@@ -114,17 +124,19 @@ def start_for(init_params, n_components, covariance_type, data: RowData, random_
     else:
         raise ValueError(f"Unknown init_params {init_params!r}")
     weight_sum = data.n_samples if data.sample_weight is None else float(data.sample_weight.sum().compute())
-    return stats_from_points(sample[index], covariance_type, weight_sum, data.n_samples)
+    return [stats_from_points(sample[index], covariance_type, weight_sum, data.n_samples)
+            for covariance_type in covariance_types]
 
 
 def starting_statistics(data: RowData, starts, covariance_types, n_components, split_every,
-                        moments_type=None):
+                        moments_type=None, stack=False):
     """The statistics of every start, the assigners among ``starts`` all in one shared pass.
 
     ``starts`` are what :func:`start_for` returned. With ``moments_type`` (a covariance type),
     the same pass also returns the data's own moments (the statistics of one component holding
     every row, for priors taken from the data); it is then made even when no start needs it.
-    Returns ``(statistics per start, moments or None)``.
+    ``stack``: the diag and spherical starts' assignments stacked (see
+    :func:`~daskgmm.kernels.chunk_statistics_models`). Returns ``(statistics per start, moments or None)``.
     """
     starts = list(starts)
     pending = [i for i, start in enumerate(starts) if not isinstance(start, SufficientStats)]
@@ -136,17 +148,17 @@ def starting_statistics(data: RowData, starts, covariance_types, n_components, s
         ks.append(1)
     if not assigners:
         return starts, None
-    stats = statistics_pass_many(data, assigners, types, ks, split_every)
+    stats = statistics_pass_many(data, assigners, types, ks, split_every, stack=stack)
     for i, pass_stats in zip(pending, stats):
         starts[i] = pass_stats
     return starts, stats[-1] if moments_type is not None else None
 
 
-def finish_starts(data: RowData, starts, covariance_types, n_components, reg_covar, split_every):
+def finish_starts(data: RowData, starts, covariance_types, n_components, reg_covar, split_every, stack=False):
     """Every start as ``GaussianParams`` (scikit-learn's initial M-step), the assigners among
-    ``starts`` in one shared pass. A start whose M-step fails becomes the ``ValueError`` it
-    raised, for the caller to raise or record."""
-    stats, _ = starting_statistics(data, starts, covariance_types, n_components, split_every)
+    ``starts`` in one shared pass (``stack``: see :func:`starting_statistics`). A start whose
+    M-step fails becomes the ``ValueError`` it raised, for the caller to raise or record."""
+    stats, _ = starting_statistics(data, starts, covariance_types, n_components, split_every, stack=stack)
     return [_initial_m_step(start_stats, reg_covar, data.dtype) for start_stats in stats]
 
 

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from .blocks import SharedCentre, Workspace, centre_block, default_block_rows
+from .blocks import SharedCentre, Workspace, block_mean, centre_block, default_block_rows
 from .densities import normalize_log_prob, weighted_log_prob
-from .moments import moment_sums, separable_sums
+from .moments import log_likelihood_sums, moment_sums, separable_sums
 from .params import GaussianParams
-from .stacked import STACKABLE_TYPES, StackedModels
 from .stats import SufficientStats
 
 # Covariance types whose Gaussian E-step and sums run as compiled loops (daskgmm.compiled).
 COMPILED_TYPES = ("diag", "spherical")
+# Diag/spherical E-steps stacked into one GEMM (select_model) only from this many models on: fewer
+# run faster as compiled walks of their own (one 262k x 16 chunk: 2 models of K=8 stacked 56 ms,
+# walked 47 ms; 4 models of K=1..8 58 against 59 ms; 8 models of K=1..8 77 against 114 ms).
+MIN_STACKED_E_STEPS = 4
 # Rows per block of the counter-based generator behind 'random' initialisation:
 # the random responsibilities of a row depend on its index only, not on the chunking.
 RANDOM_BLOCK_ROWS = 4096
@@ -37,6 +40,12 @@ class GaussianAssigner:
 
     def assign(self, block, rows, workspace=None):
         return normalize_log_prob(weighted_log_prob(block, self.params, workspace), workspace)
+
+
+class GaussianScorer(GaussianAssigner):
+    """Only the rows' log-likelihood under the parameters: no responsibilities kept, no M-step
+    sums (the statistics carry ``log_likelihood`` and ``weight_sum``; their sums are zero). The
+    scoring pass of ``select_model``, which needs every candidate's final log-likelihood."""
 
 
 class NearestCentreAssigner:
@@ -136,21 +145,33 @@ def chunk_statistics_models(X, sample_weight, assigners, covariance_types, n_com
     follows the rows, not a model) and, through one :class:`~daskgmm.blocks.Workspace`, the
     per-row moment columns of every diag and spherical model. Blocks are sized for the most
     demanding model. Each model's statistics are those a walk for it alone gives with blocks of
-    that size, bit for bit, unless ``stack``: then the diag and spherical models' E-steps run
-    as one GEMM and their M-step sums as another (:mod:`daskgmm.stacked`), equal to their lone
-    walks up to round-off.
+    that size, bit for bit (diag and spherical k-means assignments share one compiled walk
+    over the rows, which gives each what its own would), unless ``stack``: then
+    ``MIN_STACKED_E_STEPS`` or more diag and spherical E-steps run as one GEMM and their M-step
+    sums as another (:mod:`daskgmm.stacked`), equal to their lone walks up to round-off.
     """
     X = np.asarray(X)
     n_models = len(assigners)
     worst = list(track_worst) if track_worst is not None else [0] * n_models
-    stacked_index = [m for m in range(n_models) if stack and isinstance(assigners[m], GaussianAssigner)
-                     and covariance_types[m] in STACKABLE_TYPES]
-    stacked = StackedModels([assigners[m].params for m in stacked_index]) if len(stacked_index) > 1 else None
-    lone = [m for m in range(n_models) if stacked is None or m not in stacked_index]
+    stackable = [m for m in range(n_models) if covariance_types[m] in COMPILED_TYPES]
+    # k-means assignments always go together (one compiled walk, each the same as alone); E-steps
+    # only with ``stack`` and enough of them to beat their compiled walks (measured: 4 or more)
+    hard = [m for m in stackable if isinstance(assigners[m], NearestCentreAssigner)]
+    soft = [m for m in stackable if isinstance(assigners[m], GaussianAssigner)]
+    stacked_index = hard + (soft if stack and len(soft) >= MIN_STACKED_E_STEPS else [])
+    stacked = None
+    if stacked_index:
+        from .stacked import StackedModels  # its loops are compiled: see block_sums_of
+
+        stacked = StackedModels([_stacked_model(assigners[m]) for m in stacked_index],
+                                [covariance_types[m] for m in stacked_index],
+                                [isinstance(assigners[m], GaussianScorer) for m in stacked_index])
+    lone = [m for m in range(n_models) if m not in stacked_index]
     block_rows = block_rows or min(default_block_rows(k, X.shape[1], X.dtype.itemsize, covariance_type)
                                    for k, covariance_type in zip(n_components, covariance_types))
     workspace = Workspace()
     centre = SharedCentre()
+    observer = next((m for m in range(n_models) if not isinstance(assigners[m], GaussianScorer)), None)
     totals = [SufficientStats.empty(covariance_type, k, X.shape[1])
               for covariance_type, k in zip(covariance_types, n_components)]
     sums = [None] * n_models
@@ -177,6 +198,8 @@ def chunk_statistics_models(X, sample_weight, assigners, covariance_types, n_com
                 if sums[m] is not None:
                     totals[m], sums[m] = totals[m] + sums[m].statistics(covariance_types[m], previous_shift), None
         previous_shift = block.shift
+        if observer is None:  # scorers only: no sums tell the rows' mean
+            centre.observe(block_mean(raw) - block.shift)
         block_results = {}
         if stacked is not None:
             block_results.update(zip(stacked_index, stacked.block_sums(block, weights, workspace)))
@@ -187,7 +210,7 @@ def chunk_statistics_models(X, sample_weight, assigners, covariance_types, n_com
             if worst[m] and log_norm is not None:
                 totals[m] = totals[m] + SufficientStats(covariance_types[m], *_zeros_like_stats(totals[m]),
                                                         **worst_explained(raw, log_norm, rows, weights, worst[m]))
-            if m == 0:  # the rows' mean (every model's responsibilities sum to one per row)
+            if m == observer:  # the rows' mean (every model's responsibilities sum to one per row)
                 centre.observe(block_sums.mean_offset(block.shift))
             sums[m] = block_sums if sums[m] is None else sums[m] + block_sums
     for m in range(n_models):
@@ -196,9 +219,24 @@ def chunk_statistics_models(X, sample_weight, assigners, covariance_types, n_com
     return totals
 
 
+def _stacked_model(assigner):
+    """What :class:`~daskgmm.stacked.StackedModels` takes for an assigner: parameters or centres."""
+    return assigner.params if isinstance(assigner, GaussianAssigner) else assigner.centres
+
+
 def block_sums_of(assigner, block, rows, sample_weight, covariance_type, workspace):
     """``(moment sums, log p(x) or None)`` of one block for one model: the compiled loops of
-    :mod:`daskgmm.compiled` for a diag or spherical E-step, NumPy's GEMM forms for the rest."""
+    :mod:`daskgmm.compiled` for a diag or spherical E-step, NumPy's GEMM forms for the rest
+    (diag and spherical k-means assignments go through :class:`~daskgmm.stacked.StackedModels`)."""
+    if isinstance(assigner, GaussianScorer):
+        if covariance_type in COMPILED_TYPES:
+            from .compiled import per_row_output
+
+            log_norm = per_row_output(block, assigner.params, "log_norm", workspace)
+        else:
+            log_norm = normalize_log_prob(weighted_log_prob(block, assigner.params, workspace), workspace)[1]
+        return log_likelihood_sums(log_norm, sample_weight, covariance_type, assigner.params.n_components,
+                                   block.raw.shape[1]), log_norm
     if isinstance(assigner, GaussianAssigner) and covariance_type in COMPILED_TYPES:
         # imported here, not above: numba costs a worker ~108 MiB, which full and tied fits never need
         from .compiled import separable_block

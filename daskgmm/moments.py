@@ -176,9 +176,22 @@ def _finished_sums(block, resp, mass, first, second, diagonal, log_norm, sample_
         elif covariance_type != "tied":
             second = second.copy()
             second[centred] = 0.0
-    log_likelihood = _log_likelihood(log_norm, sample_weight)
-    weight_sum = float(n_rows if sample_weight is None else np.sum(sample_weight, dtype=np.float64))
-    return MomentSums(mass, first, second, log_likelihood, weight_sum, n_rows, exact)
+    return MomentSums(mass, first, second, _log_likelihood(log_norm, sample_weight),
+                      _weight_sum(n_rows, sample_weight), n_rows, exact)
+
+
+def log_likelihood_sums(log_norm, sample_weight, covariance_type, n_components, n_features) -> MomentSums:
+    """Sums that carry only the rows' log-likelihood ``log_norm`` and weight: a scoring pass's
+    (the final log-likelihoods of ``select_model``), no M-step sums."""
+    second_shape = {"full": _second_moment_groups(n_components, n_features)[1], "tied": (n_features, n_features),
+                    "diag": (n_components, n_features), "spherical": n_components}[covariance_type]
+    return MomentSums(np.zeros(n_components), np.zeros((n_components, n_features)), np.zeros(second_shape),
+                      _log_likelihood(log_norm, sample_weight), _weight_sum(len(log_norm), sample_weight),
+                      len(log_norm), None)
+
+
+def _weight_sum(n_rows, sample_weight):
+    return float(n_rows if sample_weight is None else np.sum(sample_weight, dtype=np.float64))
 
 
 def _inexact_components(mass, first, diagonal, covariance_type):

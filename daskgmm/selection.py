@@ -22,12 +22,12 @@ from sklearn.utils import check_random_state
 
 from .data import RowData, as_dask_rows, as_sample_weight, feature_names
 from .engine import FitResult, advance_runs, place_data
-from .kernels import COMPILED_TYPES
+from .kernels import COMPILED_TYPES, GaussianScorer
 from .passes import DEFAULT_SPLIT_EVERY, statistics_pass_many
 from .estimator import GaussianMixture
 from .family import GaussianFamily
 from .fitted import fitted_estimator
-from .init import DEFAULT_INIT_SAMPLE_SIZE, draw_sample, finish_starts, start_for
+from .init import DEFAULT_INIT_SAMPLE_SIZE, draw_sample, finish_starts, starts_for
 from .params import information_criteria
 from .stats import SufficientStats
 from .reporting import Reporters
@@ -176,18 +176,42 @@ class SelectionResult:
 
 
 def _initial_params(candidates, data, reg_covar, random_state, sample_size, split_every):
-    """Starts for every candidate, sharing the sample and the assignment pass. Returns passes made."""
+    """Starts for every candidate, sharing the sample and the assignment pass. Returns passes made.
+
+    Every K of the first init method begins from the state ``random_state`` has after drawing
+    the sample, as ``GaussianMixture(K, random_state=...)`` does, so the candidate's first
+    restart starts where that estimator's would, and the covariance types of one K share its
+    k-means (one fit, one assigner, one assignment in the pass). Restarts continue that state;
+    every further method begins from a state of its own (from ``random_state``), so its starts
+    are not those of the first (a k-means start and a k-means++ start from one state share
+    their seeds: the diversity that rescues K on elongated clusters would be lost).
+    """
     passes = 0
     sample = weights = None
     if any(c.init_params != "random" for c in candidates):
         sample, weights = draw_sample(data, sample_size, random_state)
         passes += 1
-    starts = [start_for(c.init_params, c.n_components, c.covariance_type, data, random_state,
-                        sample, weights) for c in candidates]
+    methods = list(dict.fromkeys(c.init_params for c in candidates))
+    method_states = {methods[0]: random_state.get_state()}
+    for method, seed in zip(methods[1:], random_state.randint(np.iinfo(np.int32).max, size=len(methods) - 1)):
+        method_states[method] = np.random.RandomState(seed).get_state()
+    groups = {}
+    for c in candidates:
+        groups.setdefault((c.init_params, c.n_components), {}).setdefault(c.restart, []).append(c)
+    starts = {}
+    for (method, n_components), restarts in groups.items():
+        group_state = np.random.RandomState()
+        group_state.set_state(method_states[method])
+        for restart in sorted(restarts):
+            members = restarts[restart]
+            for c, start in zip(members, starts_for(method, n_components, [c.covariance_type for c in members],
+                                                    data, group_state, sample, weights)):
+                starts[id(c)] = start
+    starts = [starts[id(c)] for c in candidates]
     if not all(isinstance(start, SufficientStats) for start in starts):
         passes += 1
     starts = finish_starts(data, starts, [c.covariance_type for c in candidates],
-                           [c.n_components for c in candidates], reg_covar, split_every)
+                           [c.n_components for c in candidates], reg_covar, split_every, stack=True)
     for c, start in zip(candidates, starts):
         if isinstance(start, ValueError):
             c.error = str(start)
@@ -297,7 +321,7 @@ def _select_model(X, n_components, covariance_types, criterion, n_init, init_par
     if not fitted:
         raise ValueError("every candidate failed: " + "; ".join(sorted({c.error for c in candidates})))
     scores = statistics_pass_many(
-        data, [family.assigner(c.result.params) for c in fitted],
+        data, [GaussianScorer(c.result.params) for c in fitted],
         [c.covariance_type for c in fitted], [c.n_components for c in fitted], split_every, stack=True,
     )
     passes += 1

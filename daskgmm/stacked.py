@@ -1,5 +1,5 @@
 """Several diagonal and spherical models on one block: all their E-steps as one GEMM, all their
-M-step sums as another. Pure NumPy, no Dask in here.
+M-step sums as another. No Dask in here.
 
 Both steps of these covariance types are linear in the per-row moment columns ``[x, x^2, 1]``
 (:func:`~daskgmm.densities.moment_columns`): a model's weighted log-probabilities are those
@@ -8,6 +8,12 @@ with its responsibilities. Models that read the same block (``select_model``'s c
 stack their matrices side by side (a spherical model's quadratic weight written on every
 ``x_d^2`` column), so K=1, 2, 4 and 8 make one GEMM of 30 columns instead of four thin ones,
 and their responsibilities are normalised segment by segment in one component-major array.
+Models wanting only their log-likelihood (the final scores) skip the M-step GEMM.
+
+The k-means starts of those candidates (one set of centres per K, shared by the covariance
+types) are assigned in one compiled walk over the rows that also sums them
+(:func:`~daskgmm.compiled.nearest_centre_blocks`): a hard assignment has no use for GEMMs.
+
 Each model keeps its exactness paths: components whose fast log-probability would carry too
 much round-off are recomputed exactly centred (:func:`~daskgmm.densities.weighted_log_prob`),
 and components whose expanded scatter would lose digits are summed exactly centred
@@ -19,22 +25,48 @@ from __future__ import annotations
 
 import numpy as np
 
-from .densities import _exact_log_prob, _separable_weights, clamped_exp, moment_columns, unsafe_components
-from .moments import separable_sums
-
-STACKABLE_TYPES = ("diag", "spherical")
+from .compiled import nearest_centre_blocks, normalize_component_major
+from .densities import _exact_log_prob, _separable_weights, unsafe_components
+from .moments import log_likelihood_sums, separable_sums
 
 
 class StackedModels:
-    """The parameters of several diag/spherical models read together, and their stacked E-step."""
+    """Several diag/spherical models read together: their stacked E-steps and M-step sums, and
+    their nearest-centre assignments (compiled, :func:`~daskgmm.compiled.nearest_centre_blocks`).
 
-    def __init__(self, params_list):
-        self.params = list(params_list)
-        sizes = [p.n_components for p in self.params]
-        self.edges = np.concatenate([[0], np.cumsum(sizes)]).astype(np.intp)
-        self.indicator = np.zeros((len(sizes), self.edges[-1]))
-        for m, (low, high) in enumerate(zip(self.edges[:-1], self.edges[1:])):
-            self.indicator[m, low:high] = 1
+    Parameters
+    ----------
+    models : list
+        Per model, its :class:`~daskgmm.params.GaussianParams` (responsibilities from the
+        E-step) or an ndarray of centres (K, D) (one-hot responsibilities to the nearest centre).
+        The same object given twice is assigned once, its sums made for both covariance types.
+    covariance_types : list of {'diag', 'spherical'}
+        The statistics each model's sums are for.
+    score_only : list of bool, optional
+        Models whose rows' log-likelihood is all that is wanted (no M-step sums).
+    """
+
+    def __init__(self, models, covariance_types, score_only=None):
+        self.covariance_types = list(covariance_types)
+        score_only = list(score_only) if score_only is not None else [False] * len(self.covariance_types)
+        # centres (one set given for several covariance types is assigned once), then parameters
+        # with sums, then scored parameters: the M-step GEMM takes the stacked rows before those
+        self.centres, self.params, self.unique_of = [], [], [None] * len(models)
+        for kind in ("hard", "summed", "scored"):
+            for m, (model, score) in enumerate(zip(models, score_only)):
+                if kind != ("hard" if isinstance(model, np.ndarray) else "scored" if score else "summed"):
+                    continue
+                if kind == "hard":
+                    same = [u for u, centres in enumerate(self.centres) if centres is model]
+                    self.unique_of[m] = (True, same[0] if same else len(self.centres))
+                    if not same:
+                        self.centres.append(model)
+                else:
+                    self.unique_of[m] = (False, len(self.params))
+                    self.params.append(model)
+            if kind == "summed":
+                self.summed = len(self.params)
+        self.edges = np.concatenate([[0], np.cumsum([p.n_components for p in self.params])]).astype(np.intp)
 
     def _prepared(self, shift):
         """The stacked (2D+1, sum K) E-step weights and each model's unsafe components, about ``shift``."""
@@ -52,46 +84,53 @@ class StackedModels:
         return np.hstack(columns), unsafe, centred_means
 
     def block_sums(self, block, sample_weight, ws):
-        """Every model's :class:`~daskgmm.moments.MomentSums` of ``block`` and its rows' ``log p(x)``."""
-        rows64 = block.exact()
-        columns = moment_columns(rows64, "diag", ws)
+        """Every model's :class:`~daskgmm.moments.MomentSums` of ``block`` and its rows' ``log p(x)``
+        (None for nearest-centre models)."""
+        n_features = block.raw.shape[1]
+        hard = soft = []
+        if self.centres:
+            hard = nearest_centre_blocks(block, self.centres, sample_weight, ws)
+        if self.params:
+            soft = self._soft_sums(block, sample_weight, ws)
+        results = []
+        for (is_hard, u), covariance_type in zip(self.unique_of, self.covariance_types):
+            resp, sums, log_norm = hard[u] + (None,) if is_hard else soft[u]
+            if resp is None:
+                block_sums = log_likelihood_sums(log_norm, sample_weight, covariance_type, len(sums), n_features)
+            else:
+                block_sums = separable_sums(block, resp, sums, log_norm, sample_weight, covariance_type, ws)
+            results.append((block_sums, log_norm))
+        return results
+
+    def _soft_sums(self, block, sample_weight, ws):
+        """Per parameters, ``(resp (n, K) or None where scored, sums (K, 2D+1), log p(x))``."""
+        columns_t = moment_rows(block, ws)
         weights, unsafe, centred_means = ws.memo("stacked", self, block.shift.tobytes(),
                                                  lambda: self._prepared(block.shift))
         # component-major (sum K, n): each model's rows of it are contiguous for the log-sum-exp
-        resp_t = ws.get("stacked_resp", (self.edges[-1], rows64.shape[0]), np.float64)
-        np.matmul(weights.T, columns.T, out=resp_t)
-        for m, params in enumerate(self.params):
-            if unsafe[m].size:
-                low, high = self.edges[m], self.edges[m + 1]
-                _exact_log_prob(block, centred_means[m], params, unsafe[m], resp_t[low:high].T, ws)
-        log_norms = normalize_segments(resp_t, self.edges, self.indicator)
+        resp_t = ws.get("stacked_resp", (self.edges[-1], block.n_rows), np.float64)
+        np.matmul(weights.T, columns_t, out=resp_t)
+        for u, params in enumerate(self.params):
+            if unsafe[u].size:
+                low, high = self.edges[u], self.edges[u + 1]
+                _exact_log_prob(block, centred_means[u], params, unsafe[u], resp_t[low:high].T, ws)
+        segments = [(low, high, u < self.summed) for u, (low, high) in enumerate(zip(self.edges[:-1], self.edges[1:]))]
+        log_norms = [normalize_component_major(resp_t[low:high], normalise, ws) for low, high, normalise in segments]
+        summed = resp_t[:self.edges[self.summed]]
         if sample_weight is not None:
-            resp_t *= sample_weight.astype(np.float64)[None, :]
-        sums = resp_t @ columns  # (sum K, 2D+1): every model's sums of r, r x, r x^2
-        results = []
-        for m, params in enumerate(self.params):
-            low, high = self.edges[m], self.edges[m + 1]
-            results.append((separable_sums(block, resp_t[low:high].T, sums[low:high], log_norms[m], sample_weight,
-                                           params.covariance_type, ws), log_norms[m]))
-        return results
+            summed *= sample_weight.astype(np.float64)[None, :]
+        sums = summed @ columns_t.T  # every summed model's sums of r, r x, r x^2
+        return [(resp_t[low:high].T if normalise else None, sums[low:high] if normalise else np.empty(high - low),
+                 log_norm) for (low, high, normalise), log_norm in zip(segments, log_norms)]
 
 
-def normalize_segments(values, edges, indicator):
-    """Each model's responsibilities, in place of its stacked weighted log-probabilities
-    ``values[edges[m]:edges[m+1]]`` (component-major, shape (sum K, n)), and its rows'
-    ``log p(x)``, shape (M, n): the log-sum-exp of :func:`~daskgmm.densities.normalize_log_prob`
-    per model. ``indicator`` (M, sum K) marks each model's components: the sums are one GEMM."""
-    top = np.empty((len(edges) - 1, values.shape[1]))
-    for m, (low, high) in enumerate(zip(edges[:-1], edges[1:])):
-        np.max(values[low:high], axis=0, out=top[m])  # over contiguous rows: vectorised
-        top[m, ~np.isfinite(top[m])] = 0
-        values[low:high] -= top[m]
-    clamped_exp(values)
-    total = indicator @ values
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scale = 1 / total
-        for m, (low, high) in enumerate(zip(edges[:-1], edges[1:])):
-            values[low:high] *= scale[m]
-        log_norm = np.log(total)
-    log_norm += top
-    return log_norm
+def moment_rows(block, ws):
+    """The moment columns ``[x, x^2, 1]`` of :func:`~daskgmm.densities.moment_columns` as rows,
+    shape (2D+1, n), float64, from the block's rows exactly centred: built row by row (twice as
+    fast as columns), and both GEMMs take them as they are."""
+    n_rows, n_features = block.raw.shape
+    rows = ws.get("moment_rows", (2 * n_features + 1, n_rows), np.float64)
+    np.subtract(block.raw.T, block.shift[:, None], out=rows[:n_features])
+    np.multiply(rows[:n_features], rows[:n_features], out=rows[n_features:2 * n_features])
+    rows[2 * n_features] = 1
+    return rows

@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+import zarr
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
 
@@ -43,6 +44,31 @@ def test_candidates_equal_independent_fits_and_share_passes(stretched):
         np.testing.assert_allclose(c.result.params.covariances, alone.covariances_, rtol=1e-7, atol=1e-8)
         np.testing.assert_allclose(c.bic, alone.bic(stretched), rtol=1e-9)
         np.testing.assert_allclose(c.aic, alone.aic(stretched), rtol=1e-9)
+
+
+def test_candidates_start_where_independent_fits_with_the_same_random_state_do(tmp_path):
+    """Each K's k-means start is the one GaussianMixture(K, random_state=...) draws (one k-means
+    for the covariance types of a K), so every candidate is that estimator's fit; on a store
+    re-read every pass, with enough diag/spherical candidates to stack their E-steps."""
+    X = make_data(n_samples=6000, n_features=4, n_components=4, seed=5).astype(np.float32)
+    path = tmp_path / "x.zarr"
+    zarr.create_array(path, shape=X.shape, chunks=(1500, 4), dtype="f4")[:] = X
+    result = select_model(path, n_components=(1, 2, 4), covariance_types=("diag", "spherical", "full"),
+                          random_state=7, init_sample_size=1000, persist=False)
+    for c in result.candidates:
+        alone = GaussianMixture(c.n_components, covariance_type=c.covariance_type, random_state=7,
+                                init_sample_size=1000, persist=False).fit(path)
+        assert alone.n_iter_ == c.result.n_iter, (c.n_components, c.covariance_type)
+        np.testing.assert_allclose(c.result.params.means, alone.means_, rtol=1e-7, atol=1e-7)
+        np.testing.assert_allclose(c.result.params.covariances, alone.covariances_, rtol=1e-7)
+        # bic(X) of float32 rows sums float32 log-likelihoods (as scikit-learn's); the pass sums float64
+        np.testing.assert_allclose(c.bic, alone.bic(X), rtol=1e-7)
+    by_k = {}
+    for c in result.candidates:  # one k-means start per K: the same initial means for every type
+        by_k.setdefault(c.n_components, []).append(c.initial_params.means)
+    for means in by_k.values():
+        for other in means[1:]:
+            np.testing.assert_allclose(other, means[0], rtol=1e-12)
 
 
 def test_bic_picks_the_four_stretched_clusters(stretched):
@@ -100,12 +126,13 @@ def parallel_cigars(seed):
 def test_several_init_methods_rescue_k_on_elongated_clusters():
     """scikit-learn#34845: k-means starts trap EM on stretched clusters and BIC picks a wrong K.
 
-    Measured on four such datasets (3 true clusters): k-means starts alone
-    (3 restarts) pick K=3 on none, k-means + k-means++ + random_from_data
-    (3 restarts each) on three. Each method's candidates are in the table.
+    Measured on eight such datasets (3 true clusters), random_state=0: k-means
+    starts alone (3 restarts) pick K=3 on none, k-means + k-means++ +
+    random_from_data (3 restarts each) on five (over random_state 0, 1, 2:
+    0 of 24 against 11 of 24). Each method's candidates are in the table.
     """
     picks = {"kmeans": [], "mixed": []}
-    for seed in range(4):
+    for seed in range(8):
         X = parallel_cigars(seed)
         for name, methods in (("kmeans", "kmeans"), ("mixed", ("kmeans", "k-means++", "random_from_data"))):
             result = select_model(X, range(1, 8), ("full",), init_params=methods, n_init=3, random_state=0)
@@ -116,4 +143,4 @@ def test_several_init_methods_rescue_k_on_elongated_clusters():
                 best = min(result.table, key=lambda row: row["bic"])
                 assert result.best_estimator_.init_params == best["init_params"]
     assert picks["kmeans"].count(3) <= 1, picks
-    assert picks["mixed"].count(3) >= 3, picks
+    assert picks["mixed"].count(3) >= 4, picks

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from daskgmm import GaussianMixture
-from daskgmm.kernels import GaussianAssigner, NearestCentreAssigner, chunk_statistics, chunk_statistics_models
+from daskgmm.kernels import (GaussianAssigner, GaussianScorer, NearestCentreAssigner, chunk_statistics,
+                             chunk_statistics_models)
 
 from conftest import fit_quietly, make_data
 
@@ -61,3 +62,52 @@ def test_other_assigners_and_a_single_stackable_model_are_walked_alone():
     alone = chunk_statistics_models(X, None, assigners, ["diag", "diag"], [2, 2])
     for a, b in zip(both, alone):  # nothing to stack: bit for bit
         np.testing.assert_array_equal(a.scatter, b.scatter)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_compiled_kmeans_assignments_equal_the_numpy_ones(dtype, weighted):
+    """Diag/spherical k-means starts are assigned by one compiled walk for all sets of centres;
+    full ones by the NumPy assigner: the same labels, so the same counts, means and (diagonal)
+    scatters, far from the origin, with weights, and with a centre no row is nearest to."""
+    X = (make_data(n_samples=5000, n_features=4, n_components=4, seed=4) + 1e5).astype(dtype)
+    weights = np.random.default_rng(1).uniform(0, 3, len(X)) if weighted else None
+    centre_sets = [X[:1].astype(np.float64), X[[0, 2500]].astype(np.float64),
+                   np.vstack([X[[0, 1200, 2500, 4000]], X[:1] + 1e4]).astype(np.float64)]
+    assigners = [NearestCentreAssigner(c) for c in centre_sets]
+    ks = [len(c) for c in centre_sets]
+    for covariance_type in ("diag", "spherical"):
+        together = chunk_statistics_models(X, weights, assigners, [covariance_type] * 3, ks, block_rows=1000)
+        for stats, assigner, k in zip(together, assigners, ks):
+            full = chunk_statistics(X, weights, assigner, "full", k, block_rows=1000)
+            alone = chunk_statistics(X, weights, assigner, covariance_type, k, block_rows=1000)
+            np.testing.assert_array_equal(stats.resp_sum, alone.resp_sum)  # one walk or its own: bit for bit
+            np.testing.assert_array_equal(stats.scatter, alone.scatter)
+            # (the NumPy path weighs float32 rows' one-hot responsibilities in float32)
+            rtol = 1e-7 if weighted and dtype == np.float32 else 1e-12
+            np.testing.assert_allclose(stats.resp_sum, full.resp_sum, rtol=rtol)
+            np.testing.assert_allclose(stats.means, full.means, rtol=rtol)
+            diagonal = np.diagonal(full.scatter, axis1=1, axis2=2)
+            expected = diagonal if covariance_type == "diag" else diagonal.sum(axis=1)
+            np.testing.assert_allclose(stats.scatter, expected, rtol=1e-6 if dtype == np.float32 else 1e-9)
+        assert together[2].resp_sum[-1] == 0  # the far centre holds no row
+
+
+def test_scorers_give_the_log_likelihood_of_their_models_and_no_sums():
+    """select_model's final pass: only each candidate's log-likelihood, stacked or walked alone."""
+    X = make_data(n_samples=4000, n_features=3, n_components=3, seed=6) - 3e4
+    models = [(1, "diag"), (2, "spherical"), (3, "diag"), (2, "diag"), (3, "full")]
+    assigners = assigners_for(X, models)
+    types, ks = [t for _, t in models], [k for k, _ in models]
+    expected = chunk_statistics_models(X, None, assigners, types, ks, block_rows=1000)
+    scorers = [GaussianScorer(a.params) for a in assigners]
+    for stack in (False, True):
+        scored = chunk_statistics_models(X, None, scorers, types, ks, block_rows=1000, stack=stack)
+        for stats, reference in zip(scored, expected):
+            np.testing.assert_allclose(stats.log_likelihood, reference.log_likelihood, rtol=1e-12)
+            assert stats.weight_sum == reference.weight_sum and not stats.resp_sum.any()
+    # scorers among E-steps (stacked together): each as its own kind
+    mixed = chunk_statistics_models(X, None, assigners[:2] + scorers[2:], types, ks, block_rows=1000, stack=True)
+    for stats, reference, is_scorer in zip(mixed, expected, [False, False, True, True, True]):
+        np.testing.assert_allclose(stats.log_likelihood, reference.log_likelihood, rtol=1e-12)
+        assert (not stats.resp_sum.any()) == is_scorer
