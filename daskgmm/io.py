@@ -3,13 +3,15 @@
 :func:`open_array` returns a lazy 2-D Dask array whose chunks hold whole rows,
 sized to a byte target and aligned to the storage's own row chunks, so every
 task reads whole storage chunks and nothing is read before it is needed.
-File handles are never put in the graph: HDF5 and ``.npy`` sources are
-wrapped in small picklable objects that open the file inside each read, so
-they work unchanged in worker processes.
+File handles are never put in the graph: HDF5, ``.npy`` and Parquet sources
+are wrapped in small picklable objects that open the file inside each read, so
+they work unchanged in worker processes, and Dask fuses each read into the task
+that uses its rows.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from pathlib import Path
@@ -27,6 +29,8 @@ HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 # grouped into tasks of about the chunk target, read by one call to the store.
 ONE_TASK_STORAGE_BYTES = 8 * 2**20
 TABLE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+# Said by a reader whose task chunks already follow its storage's units (not to be rechunked).
+KEEP_CHUNKS = "keep chunks"
 
 
 class SourceError(ValueError):
@@ -86,6 +90,104 @@ def _hdf5_datasets(handle):
     return found
 
 
+class ParquetRows:
+    """The rows of Parquet files as one 2-D array, read a row group (or a run of them) at a time.
+
+    Picklable: it holds the paths and an fsspec filesystem and opens the files inside each read,
+    so a task reads its row groups straight into one array (pyarrow columns, no DataFrame) and
+    Dask fuses that read into the task that uses the rows. Columns that pandas stored as an
+    index are not features.
+    """
+
+    def __init__(self, paths, filesystem, columns, label):
+        import pyarrow.parquet as pq
+
+        self.paths, self.filesystem, self.path = list(paths), filesystem, label
+        groups, available = [], None
+        for index, path in enumerate(self.paths):
+            with filesystem.open(path, "rb") as handle:
+                parquet = pq.ParquetFile(handle)
+                schema = parquet.schema_arrow
+                groups += [(index, group, parquet.metadata.row_group(group).num_rows)
+                           for group in range(parquet.metadata.num_row_groups)]
+            names = [name for name in schema.names if name not in _pandas_index_columns(schema)]
+            if available is None:
+                available, types = names, {name: schema.field(name).type for name in names}
+            elif columns is None and names != available:
+                raise SourceError(f"{label}: {path} has columns {names}, the first file {available}; "
+                                  "pass columns= with the features to use.")
+        self.columns = _chosen_columns(label, available, columns)
+        _refuse_non_numeric(label, [c for c in self.columns if not _is_numeric_arrow(types[c])])
+        # integer and boolean columns are read as float64: a null in them becomes NaN (which a fit
+        # reports by row), never an arbitrary integer; a fit computes in float64 anyway
+        self.dtype = np.result_type(*[np.float64 if _is_exact_arrow(types[c]) else types[c].to_pandas_dtype()
+                                      for c in self.columns])
+        self.groups = [(index, group) for index, group, rows in groups if rows]
+        self.group_rows = np.array([rows for _, _, rows in groups if rows], dtype=np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(self.group_rows)])
+        self.shape = (int(self.starts[-1]), len(self.columns))
+        self.storage_chunks = None
+
+    @property
+    def ndim(self):
+        return 2
+
+    def task_rows(self, chunk_bytes):
+        """Rows per task: consecutive whole row groups (Parquet reads no less) up to about
+        ``chunk_bytes``; one of ``ONE_TASK_STORAGE_BYTES`` or more starts a task of its own."""
+        row_bytes = self.shape[1] * self.dtype.itemsize
+        tasks, pending = [], 0
+        for rows in self.group_rows.tolist():
+            if pending and (rows * row_bytes >= ONE_TASK_STORAGE_BYTES or (pending + rows) * row_bytes > chunk_bytes):
+                tasks.append(pending)
+                pending = 0
+            pending += rows
+        return tuple(tasks + [pending]) if pending or not tasks else tuple(tasks)
+
+    def __getitem__(self, key):
+        import pyarrow.parquet as pq
+
+        rows, features = key if isinstance(key, tuple) else (key, slice(None))
+        start, stop, step = rows.indices(self.shape[0])
+        if step != 1:
+            raise IndexError("ParquetRows reads contiguous rows only")
+        out = np.empty((max(stop - start, 0), self.shape[1]), dtype=self.dtype)
+        first = int(np.searchsorted(self.starts, start, side="right")) - 1
+        group = max(first, 0)
+        while group < len(self.groups) and self.starts[group] < stop:
+            index = self.groups[group][0]
+            run = [g for g in range(group, len(self.groups)) if self.groups[g][0] == index and self.starts[g] < stop]
+            with self.filesystem.open(self.paths[index], "rb") as handle:
+                # one thread: Dask runs the tasks in parallel, pyarrow's own pool would oversubscribe
+                table = pq.ParquetFile(handle).read_row_groups([self.groups[g][1] for g in run], columns=self.columns,
+                                                               use_threads=False)
+            low, high = max(start, int(self.starts[run[0]])), min(stop, int(self.starts[run[-1] + 1]))
+            offset = low - int(self.starts[run[0]])
+            for j, column in enumerate(self.columns):
+                values = table.column(column).slice(offset, high - low).to_numpy()
+                out[low - start:high - start, j] = values
+            group = run[-1] + 1
+        return out[:, features]
+
+
+def _pandas_index_columns(schema):
+    """Columns pandas wrote for a DataFrame's index (a RangeIndex is only metadata)."""
+    metadata = schema.pandas_metadata or {}
+    return {entry for entry in metadata.get("index_columns", []) if isinstance(entry, str)}
+
+
+def _is_exact_arrow(arrow_type):
+    import pyarrow as pa
+
+    return pa.types.is_integer(arrow_type) or pa.types.is_boolean(arrow_type)
+
+
+def _is_numeric_arrow(arrow_type):
+    import pyarrow as pa
+
+    return _is_exact_arrow(arrow_type) or pa.types.is_floating(arrow_type)
+
+
 class NpyFile:
     """A ``.npy`` file memory-mapped afresh for each read (picklable, process-safe)."""
 
@@ -123,8 +225,9 @@ def open_array(
           (``s3://``, ``gs://``, ``file://`` ...);
         - an HDF5 file (``.h5``, ``.hdf5``; read with h5py);
         - a ``.npy`` file (memory-mapped);
-        - a Parquet or CSV file, glob, or directory of them (through
-          dask.dataframe; needs pandas, and pyarrow for Parquet);
+        - a Parquet or CSV file, glob, or directory of them (Parquet read
+          by pyarrow in whole row groups, CSV through dask.dataframe; needs
+          pyarrow or pandas);
         - an xarray DataArray (needs xarray) or a Dask array.
     dataset : str, optional
         The array inside a Zarr group or HDF5 file. If omitted and the
@@ -191,8 +294,10 @@ def _open_path(source, dataset, columns, storage_options, chunk_bytes):
         raise FileNotFoundError(f"{text}: no such file or directory. Check the path.")
     if table_kind is None and not is_url and path.is_dir():
         table_kind = _table_kind_of_directory(path)
+    if table_kind == "parquet":
+        return _from_parquet(text, columns, storage_options, chunk_bytes), text, KEEP_CHUNKS
     if table_kind:
-        return _from_table(text, table_kind, columns, storage_options), text, None
+        return _from_csv(text, columns, storage_options), text, None
     if suffix == ".npy":
         reader = NpyFile(text)
         return _from_reader(reader, text, chunk_bytes, None), text, None
@@ -288,33 +393,54 @@ def _from_zarr_path(text, dataset, storage_options, chunk_bytes):
     return _from_zarr_object(node, text, chunk_bytes)
 
 
-def _from_table(text, kind, columns, storage_options):
+def _from_parquet(text, columns, storage_options, chunk_bytes):
+    """Parquet files (a file, a glob, a directory of them, local or remote) as row-group tasks."""
+    import fsspec
+    from dask.utils import natural_sort_key
+
+    if importlib.util.find_spec("pyarrow") is None:  # pragma: no cover - depends on the environment
+        raise SourceError(f"{text}: reading Parquet needs pyarrow (pip install 'daskgmm[dataframe]').")
+    filesystem, root = fsspec.core.url_to_fs(text, **(storage_options or {}))
+    if any(ch in root for ch in "*?["):
+        paths = filesystem.glob(root)
+    elif filesystem.isdir(root):
+        paths = [path for path in filesystem.find(root)
+                 if not any(part.startswith(("_", ".")) for part in path[len(root):].split("/") if part)]
+    else:
+        paths = [root]
+    if not paths:
+        raise SourceError(f"{text}: no Parquet files there.")
+    reader = ParquetRows(sorted(paths, key=natural_sort_key), filesystem, columns, text)
+    name = "open-" + tokenize(text, reader.columns, [filesystem.info(path) for path in reader.paths])
+    return da.from_array(reader, chunks=(reader.task_rows(chunk_bytes), reader.shape[1]), name=name, lock=False,
+                         meta=np.empty((0, 0), dtype=reader.dtype))
+
+
+def _from_csv(text, columns, storage_options):
     try:
         import dask.dataframe as dd
     except ImportError as error:  # pragma: no cover - depends on the environment
-        raise SourceError(
-            f"{text}: reading {kind} needs dask.dataframe (pip install 'daskgmm[dataframe]')."
-        ) from error
-    reader = dd.read_parquet if kind == "parquet" else dd.read_csv
-    target = text
-    if kind == "csv" and Path(text).is_dir():
-        target = str(Path(text) / "*.csv")
-    frame = reader(target, storage_options=storage_options)
-    available = list(frame.columns)
-    if columns is not None:
-        missing = [c for c in columns if c not in available]
-        if missing:
-            raise SourceError(f"{text}: no column(s) {missing}; columns there: {available}.")
-        frame = frame[list(columns)]
+        raise SourceError(f"{text}: reading CSV needs dask.dataframe (pip install 'daskgmm[dataframe]').") from error
     from pandas.api.types import is_numeric_dtype
 
-    non_numeric = [c for c, t in frame.dtypes.items() if not is_numeric_dtype(t)]
-    if non_numeric:
-        raise SourceError(
-            f"{text}: column(s) {non_numeric} are not numeric; pass columns= with the "
-            "numeric features to use."
-        )
+    frame = dd.read_csv(str(Path(text) / "*.csv") if Path(text).is_dir() else text, storage_options=storage_options)
+    frame = frame[_chosen_columns(text, list(frame.columns), columns)]
+    _refuse_non_numeric(text, [c for c, t in frame.dtypes.items() if not is_numeric_dtype(t)])
     return frame.to_dask_array(lengths=True)
+
+
+def _chosen_columns(label, available, columns):
+    """``columns`` (default: all ``available``), each checked to be there."""
+    missing = [c for c in columns if c not in available] if columns is not None else []
+    if missing:
+        raise SourceError(f"{label}: no column(s) {missing}; columns there: {available}.")
+    return list(columns) if columns is not None else list(available)
+
+
+def _refuse_non_numeric(label, non_numeric):
+    if non_numeric:
+        raise SourceError(f"{label}: column(s) {non_numeric} are not numeric; pass columns= with the "
+                          "numeric features to use.")
 
 
 def _is_xarray(obj):
@@ -358,6 +484,8 @@ def _as_rows(array, name, flatten):
 
 
 def _rechunk_rows(array, chunk_bytes, storage_rows):
+    if storage_rows is KEEP_CHUNKS:  # chunks that follow the storage's own units (Parquet row groups)
+        return array
     if np.isnan(array.shape[0]):
         array = array.compute_chunk_sizes()
     if storage_rows is None and _sized_for_tasks(array, chunk_bytes):

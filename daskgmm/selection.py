@@ -10,7 +10,10 @@ one pass that assigns every row to every candidate's centres), and the
 final log-likelihoods for BIC/AIC come from one more shared pass.
 
 Sharing passes changes the cost, never the answer: each candidate follows the
-same iterations as an independent fit from its starting parameters.
+same iterations as an independent fit from its starting parameters, and with an
+integer ``random_state`` it starts where ``GaussianMixture(K, covariance_type,
+random_state=random_state)`` starts (the covariance types of one K share that
+k-means start), so its table row is that estimator's fit and BIC.
 """
 
 from __future__ import annotations

@@ -142,6 +142,43 @@ def test_table_directories_with_column_selection(tmp_path, data, reference, kind
         open_array(folder, columns=["a", "e"])
 
 
+def test_parquet_row_groups_are_tasks_read_inside_the_statistics_task(tmp_path):
+    """Parquet is read by pyarrow straight into the task's array, whole row groups per task (one
+    of 8 MiB or more starts a task, smaller ones join up to the chunk target), no separate read
+    task in the pass graph; float32 stays float32; a pandas index is no feature."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    rows = ONE_TASK_STORAGE_BYTES // 16
+    values = np.random.default_rng(0).normal(size=(2 * rows + 10, 4)).astype(np.float32)
+    frame = pd.DataFrame(values, columns=list("abcd"))
+    folder = tmp_path / "big"
+    folder.mkdir()
+    frame.iloc[: rows + 5].to_parquet(folder / "part.0.parquet", row_group_size=rows)
+    frame.iloc[rows + 5 :].set_index(pd.Index(np.arange(rows + 5, len(frame)) * 2, name="id")).to_parquet(
+        folder / "part.10.parquet", row_group_size=rows)
+    (folder / "_SUCCESS").write_text("")  # written by Spark and Hadoop: not data
+    big = open_array(folder)
+    # a row group of 8 MiB starts a task; the small one after it joins it (one read of both)
+    assert big.dtype == np.float32 and big.chunks == ((rows + 5, rows + 5), (4,)) and not joining_layers(big)
+    np.testing.assert_array_equal(big.compute(), values)  # part.10 after part.0: natural order
+    model = fit_quietly(GaussianMixture(2, covariance_type="diag", max_iter=1), values[::1000])
+    graph = dict(pass_graph(RowData(big), [GaussianAssigner(model._fitted_params())], ["diag"], [2]).__dask_graph__())
+    assert all(key[0].startswith("chunk_task") for key in graph if isinstance(key, tuple))
+    (optimized,) = dask.optimize(model.predict(big))
+    assert not [key for key in dict(optimized.dask) if isinstance(key, tuple) and key[0].startswith("open-")]
+    # small row groups are joined into tasks, and any row range reads across them
+    pq.write_table(pq.read_table(folder / "part.0.parquet"), tmp_path / "small.parquet", row_group_size=1000)
+    small = open_array(tmp_path / "small.parquet", columns=["d", "b"], chunk_bytes=2**20)
+    assert set(small.chunks[0][:-1]) == {131_000} and small.shape == (rows + 5, 2)
+    np.testing.assert_array_equal(small[1_999:262_001].compute(), values[1_999:262_001][:, [3, 1]])
+    other = tmp_path / "other"
+    other.mkdir()
+    frame.iloc[:10].to_parquet(other / "a.parquet")
+    frame.iloc[10:20, :3].to_parquet(other / "b.parquet")
+    with pytest.raises(SourceError, match=r"the first file \['a', 'b', 'c', 'd'\]; pass columns="):
+        open_array(other)
+    np.testing.assert_array_equal(open_array(other, columns=["a", "c"]).compute(), values[:20][:, [0, 2]])
+
+
 def test_xarray_with_a_sample_dimension(data):
     xr = pytest.importorskip("xarray")
     cube = xr.DataArray(data.T.reshape(4, 50, 100), dims=("band", "y", "x"))
