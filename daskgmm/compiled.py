@@ -39,6 +39,14 @@ FASTMATH = {"reassoc", "contract"}
 EXP_CUTOFF, EXP_FLOOR = (float(value) for value in exp_clamp(np.float64))
 
 
+@njit(nogil=True, fastmath=FASTMATH, cache=True, inline="always")
+def _centre_rows(raw, shift, first, count, centred):
+    """``centred[g] = raw[first + g] - shift`` in float64 for ``count`` rows (exact for float32 rows)."""
+    for g in range(count):
+        for d in range(raw.shape[1]):
+            centred[g, d] = raw[first + g, d] - shift[d]
+
+
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
 def _log_prob_relative(raw, shift, factors, whitened_means, offset, log_prob, top):
     """``log_prob[i, k] = max(offset_k - 1/2 sum_d (u_kd (x_id - shift_d) - u_kd m_kd)^2 - top_i, EXP_CUTOFF)``
@@ -52,9 +60,7 @@ def _log_prob_relative(raw, shift, factors, whitened_means, offset, log_prob, to
     centred = np.empty((4, n_features))
     grouped = n_rows - n_rows % 4
     for i in range(0, grouped, 4):
-        for g in range(4):
-            for d in range(n_features):
-                centred[g, d] = raw[i + g, d] - shift[d]
+        _centre_rows(raw, shift, i, 4, centred)
         for k in range(n_components):
             d0 = d1 = d2 = d3 = 0.0
             for d in range(n_features):
@@ -72,8 +78,7 @@ def _log_prob_relative(raw, shift, factors, whitened_means, offset, log_prob, to
             log_prob[i + 2, k] = offset[k] - 0.5 * d2
             log_prob[i + 3, k] = offset[k] - 0.5 * d3
     for i in range(grouped, n_rows):
-        for d in range(n_features):
-            centred[0, d] = raw[i, d] - shift[d]
+        _centre_rows(raw, shift, i, 1, centred)
         for k in range(n_components):
             distance = 0.0
             for d in range(n_features):
@@ -117,9 +122,7 @@ def _normalised_moment_sums(raw, shift, resp, weights, total, sums):
     mass = np.zeros(n_components)
     grouped = n_rows - n_rows % 4
     for i in range(0, grouped, 4):
-        for g in range(4):
-            for d in range(n_features):
-                centred[g, d] = raw[i + g, d] - shift[d]
+        _centre_rows(raw, shift, i, 4, centred)
         for k in range(n_components):
             r0, r1, r2, r3 = resp[i, k], resp[i + 1, k], resp[i + 2, k], resp[i + 3, k]
             mass[k] += r0 + r1 + r2 + r3
@@ -128,8 +131,7 @@ def _normalised_moment_sums(raw, shift, resp, weights, total, sums):
                 first[k, d] += w0 + w1 + w2 + w3
                 second[k, d] += w0 * centred[0, d] + w1 * centred[1, d] + w2 * centred[2, d] + w3 * centred[3, d]
     for i in range(grouped, n_rows):
-        for d in range(n_features):
-            centred[0, d] = raw[i, d] - shift[d]
+        _centre_rows(raw, shift, i, 1, centred)
         for k in range(n_components):
             r = resp[i, k]
             mass[k] += r

@@ -24,8 +24,9 @@ from .stats import SufficientStats
 # Covariance types whose Gaussian E-step and sums run as compiled loops (daskgmm.compiled).
 COMPILED_TYPES = ("diag", "spherical")
 # Diag/spherical E-steps stacked into one GEMM (select_model) only from this many models on: fewer
-# run faster as compiled walks of their own (one 262k x 16 chunk: 2 models of K=8 stacked 56 ms,
-# walked 47 ms; 4 models of K=1..8 58 against 59 ms; 8 models of K=1..8 77 against 114 ms).
+# run as fast or faster as compiled walks of their own (one 262k x 16 float32 chunk, one thread,
+# stacked against walked: 2 models of K=8 43 against 44 ms, 4 of K=1..8 57 against 58 ms, 8 of
+# K=1..8 91 against 107 ms; measured before the walks' four-row loops: 56/47, 58/59, 77/114).
 MIN_STACKED_E_STEPS = 4
 # Rows per block of the counter-based generator behind 'random' initialisation:
 # the random responsibilities of a row depend on its index only, not on the chunking.
