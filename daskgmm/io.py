@@ -157,15 +157,17 @@ class ParquetRows:
         while group < len(self.groups) and self.starts[group] < stop:
             index = self.groups[group][0]
             run = [g for g in range(group, len(self.groups)) if self.groups[g][0] == index and self.starts[g] < stop]
-            with self.filesystem.open(self.paths[index], "rb") as handle:
-                # one thread: Dask runs the tasks in parallel, pyarrow's own pool would oversubscribe
-                table = pq.ParquetFile(handle).read_row_groups([self.groups[g][1] for g in run], columns=self.columns,
-                                                               use_threads=False)
             low, high = max(start, int(self.starts[run[0]])), min(stop, int(self.starts[run[-1] + 1]))
             offset = low - int(self.starts[run[0]])
-            for j, column in enumerate(self.columns):
-                values = table.column(column).slice(offset, high - low).to_numpy()
-                out[low - start:high - start, j] = values
+            with self.filesystem.open(self.paths[index], "rb") as handle:
+                parquet = pq.ParquetFile(handle)
+                for j, column in enumerate(self.columns):
+                    # a column at a time (decoded, copied, freed): a task holds its array and one
+                    # column, not a decoded table beside it; one thread: Dask runs tasks in parallel
+                    table = parquet.read_row_groups([self.groups[g][1] for g in run], columns=[column],
+                                                    use_threads=False)
+                    out[low - start:high - start, j] = table.column(0).slice(offset, high - low).to_numpy()
+                    del table
             group = run[-1] + 1
         return out[:, features]
 

@@ -25,9 +25,9 @@ from .stats import SufficientStats
 COMPILED_TYPES = ("diag", "spherical")
 # Diag/spherical E-steps stacked into one GEMM (select_model) only from this many models on: fewer
 # run as fast or faster as compiled walks of their own (one 262k x 16 float32 chunk, one thread,
-# stacked against walked: 2 models of K=8 43 against 44 ms, 4 of K=1..8 57 against 58 ms, 8 of
-# K=1..8 91 against 107 ms; measured before the walks' four-row loops: 56/47, 58/59, 77/114).
-MIN_STACKED_E_STEPS = 4
+# stacked against walked: 2 models of K=8 35 against 34 ms, 4 of K=1..8 45 against 40 ms, 4 of
+# K=4, 8 55 against 55 ms, 8 of K=1..8 71 against 80 ms).
+MIN_STACKED_E_STEPS = 6
 # Rows per block of the counter-based generator behind 'random' initialisation:
 # the random responsibilities of a row depend on its index only, not on the chunking.
 RANDOM_BLOCK_ROWS = 4096
@@ -156,7 +156,7 @@ def chunk_statistics_models(X, sample_weight, assigners, covariance_types, n_com
     worst = list(track_worst) if track_worst is not None else [0] * n_models
     stackable = [m for m in range(n_models) if covariance_types[m] in COMPILED_TYPES]
     # k-means assignments always go together (one compiled walk, each the same as alone); E-steps
-    # only with ``stack`` and enough of them to beat their compiled walks (measured: 4 or more)
+    # only with ``stack`` and enough of them to beat their compiled walks (measured: 6 or more)
     hard = [m for m in stackable if isinstance(assigners[m], NearestCentreAssigner)]
     soft = [m for m in stackable if isinstance(assigners[m], GaussianAssigner)]
     stacked_index = hard + (soft if stack and len(soft) >= MIN_STACKED_E_STEPS else [])

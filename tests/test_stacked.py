@@ -6,13 +6,20 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from daskgmm import GaussianMixture
+from daskgmm import GaussianMixture, kernels
 from daskgmm.kernels import (GaussianAssigner, GaussianScorer, NearestCentreAssigner, chunk_statistics,
                              chunk_statistics_models)
 
 from conftest import fit_quietly, make_data
 
 MODELS = [(1, "diag"), (3, "spherical"), (4, "diag"), (2, "spherical"), (3, "full")]
+
+
+@pytest.fixture(autouse=True)
+def stack_from_two(monkeypatch):
+    """Small model lists here: stack from two E-steps on (select_model stacks from
+    ``MIN_STACKED_E_STEPS``, below which the compiled walks are as fast)."""
+    monkeypatch.setattr(kernels, "MIN_STACKED_E_STEPS", 2)
 
 
 def assigners_for(X, models):
@@ -111,3 +118,14 @@ def test_scorers_give_the_log_likelihood_of_their_models_and_no_sums():
     for stats, reference, is_scorer in zip(mixed, expected, [False, False, True, True, True]):
         np.testing.assert_allclose(stats.log_likelihood, reference.log_likelihood, rtol=1e-12)
         assert (not stats.resp_sum.any()) == is_scorer
+
+
+def test_fewer_e_steps_than_the_threshold_are_walked_alone(monkeypatch):
+    monkeypatch.setattr(kernels, "MIN_STACKED_E_STEPS", 6)
+    X = make_data(n_samples=3000, n_features=3, n_components=2, seed=2)
+    models = MODELS[:4]
+    assigners = assigners_for(X, models)
+    types, ks = [t for _, t in models], [k for k, _ in models]
+    stacked = chunk_statistics_models(X, None, assigners, types, ks, stack=True)
+    for stats, assigner, (k, covariance_type) in zip(stacked, assigners, models):
+        np.testing.assert_array_equal(stats.scatter, chunk_statistics(X, None, assigner, covariance_type, k).scatter)
