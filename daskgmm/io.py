@@ -294,8 +294,8 @@ def _open_path(source, dataset, columns, storage_options, chunk_bytes):
     table_kind = TABLE_SUFFIXES.get(suffix)
     if not is_url and not any(ch in text for ch in "*?[") and not path.exists():
         raise FileNotFoundError(f"{text}: no such file or directory. Check the path.")
-    if table_kind is None and not is_url and path.is_dir():
-        table_kind = _table_kind_of_directory(path)
+    if table_kind is None and (is_url or path.is_dir()):
+        table_kind = _table_kind_of_directory(text, storage_options)
     if table_kind == "parquet":
         return _from_parquet(text, columns, storage_options, chunk_bytes), text, KEEP_CHUNKS
     if table_kind:
@@ -311,12 +311,18 @@ def _open_path(source, dataset, columns, storage_options, chunk_bytes):
     return _from_zarr_path(text, dataset, storage_options, chunk_bytes)
 
 
-def _table_kind_of_directory(path):
-    names = [p.suffix.lower() for p in path.iterdir() if p.is_file()]
-    for suffix, kind in TABLE_SUFFIXES.items():
-        if suffix in names:
-            return kind
-    return None
+def _table_kind_of_directory(text, storage_options):
+    """"parquet" or "csv" when the directory (local or a URL) holds such files, else None."""
+    import fsspec
+
+    try:
+        filesystem, root = fsspec.core.url_to_fs(text, **(storage_options or {}))
+        if not filesystem.isdir(root):
+            return None
+        names = {Path(name).suffix.lower() for name in filesystem.ls(root, detail=False)}
+    except (OSError, ValueError):  # unreachable or not a directory: the other readers say what is wrong
+        return None
+    return next((kind for suffix, kind in TABLE_SUFFIXES.items() if suffix in names), None)
 
 
 def _is_hdf5(path):

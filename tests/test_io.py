@@ -160,6 +160,7 @@ def test_parquet_row_groups_are_tasks_read_inside_the_statistics_task(tmp_path):
     # a row group of 8 MiB starts a task; the small one after it joins it (one read of both)
     assert big.dtype == np.float32 and big.chunks == ((rows + 5, rows + 5), (4,)) and not joining_layers(big)
     np.testing.assert_array_equal(big.compute(), values)  # part.10 after part.0: natural order
+    np.testing.assert_array_equal(open_array(f"file://{folder}").compute(), values)  # a directory URL too
     model = fit_quietly(GaussianMixture(2, covariance_type="diag", max_iter=1), values[::1000])
     graph = dict(pass_graph(RowData(big), [GaussianAssigner(model._fitted_params())], ["diag"], [2]).__dask_graph__())
     assert all(key[0].startswith("chunk_task") for key in graph if isinstance(key, tuple))
