@@ -184,27 +184,28 @@ def _initial_params(candidates, data, reg_covar, random_state, sample_size, spli
     Every K of the first init method begins from the state ``random_state`` has after drawing
     the sample, as ``GaussianMixture(K, random_state=...)`` does, so the candidate's first
     restart starts where that estimator's would, and the covariance types of one K share its
-    k-means (one fit, one assigner, one assignment in the pass). Restarts continue that state;
-    every further method begins from a state of its own (from ``random_state``), so its starts
-    are not those of the first (a k-means start and a k-means++ start from one state share
-    their seeds: the diversity that rescues K on elongated clusters would be lost).
+    k-means (one fit, one assigner, one assignment in the pass). Restarts continue that state.
+    Every K of a further method begins from a state of its own (seeded from ``random_state``):
+    from one state, a k-means and a k-means++ start share their seeds, and the k-means++ starts
+    of K and K+1 their first K points, which would take away the independent starts that
+    rescue K on elongated clusters.
     """
     passes = 0
     sample = weights = None
     if any(c.init_params != "random" for c in candidates):
         sample, weights = draw_sample(data, sample_size, random_state)
         passes += 1
-    methods = list(dict.fromkeys(c.init_params for c in candidates))
-    method_states = {methods[0]: random_state.get_state()}
-    for method, seed in zip(methods[1:], random_state.randint(np.iinfo(np.int32).max, size=len(methods) - 1)):
-        method_states[method] = np.random.RandomState(seed).get_state()
     groups = {}
     for c in candidates:
         groups.setdefault((c.init_params, c.n_components), {}).setdefault(c.restart, []).append(c)
+    first_method = candidates[0].init_params
+    after_sample = random_state.get_state()
+    seeds = random_state.randint(np.iinfo(np.int32).max, size=len(groups))
     starts = {}
-    for (method, n_components), restarts in groups.items():
-        group_state = np.random.RandomState()
-        group_state.set_state(method_states[method])
+    for ((method, n_components), restarts), seed in zip(groups.items(), seeds):
+        group_state = np.random.RandomState(seed)
+        if method == first_method:
+            group_state.set_state(after_sample)
         for restart in sorted(restarts):
             members = restarts[restart]
             for c, start in zip(members, starts_for(method, n_components, [c.covariance_type for c in members],
