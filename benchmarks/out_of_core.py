@@ -191,18 +191,25 @@ def fit_model(client, X, path, covariance_type, n_components, iterations, read_s
     }
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gib", type=float, default=7.5)
+def cluster_arguments(doc, gib):
+    """The options the out-of-core benchmarks share: the data's size and storage, the cluster, where
+    data and results go."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--gib", type=float, default=gib)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--worker-memory", default="768MiB")
     parser.add_argument("--storage-rows", type=int, default=500_000)
     parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--data-dir", default=str(ROOT / "data"))
+    parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
+    return parser
+
+
+def main(argv=None):
+    parser = cluster_arguments(__doc__, gib=7.5)
     parser.add_argument("--models", default=MODELS, help="covariance_type:K, comma-separated (default: %(default)s)")
     parser.add_argument("--compare", action="store_true",
                         help="also fit each model on the data persisted in memory and report the largest deviation")
-    parser.add_argument("--data-dir", default=str(ROOT / "data"))
-    parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
 

@@ -20,7 +20,6 @@ Results: ``benchmarks/results/sources_<memory>.json`` and ``.md``.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
@@ -29,13 +28,12 @@ from pathlib import Path
 
 import dask
 import dask.array as da
-from out_of_core import (MemoryWatch, PassTimes, dataset, pauses, starting_point, worker_rss,
-                         worker_state)
+from out_of_core import (MemoryWatch, PassTimes, cluster_arguments, dataset, pauses, starting_point,
+                         worker_rss, worker_state)
 from results_files import machine_description, write_results
 
 from daskgmm import GaussianMixture, open_array
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def copies(zarr_path: Path, rows: int):
@@ -102,15 +100,7 @@ def streamed_labels(client, model, zarr_path, data_dir):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gib", type=float, default=2.5)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--worker-memory", default="768MiB")
-    parser.add_argument("--storage-rows", type=int, default=500_000)
-    parser.add_argument("--iterations", type=int, default=3)
-    parser.add_argument("--data-dir", default=str(ROOT / "data"))
-    parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
-    args = parser.parse_args(argv)
+    args = cluster_arguments(__doc__, gib=2.5).parse_args(argv)
     warnings.simplefilter("ignore")
 
     from distributed import Client, LocalCluster
