@@ -35,7 +35,6 @@ from results_files import machine_description, write_results
 from daskgmm import GaussianMixture, open_array
 
 
-
 def copies(zarr_path: Path, rows: int):
     """HDF5 and Parquet copies of the store (written once)."""
     import h5py
