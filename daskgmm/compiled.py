@@ -10,10 +10,6 @@ E-step and once for the M-step, and leave the exponentials to NumPy's SIMD
 ``exp`` between them: 15-16 ms; taking four rows at a time (each factor and
 accumulator loaded once per four rows), 10.5-11.5 ms.
 
-Also here: k-means assignments of a block to several sets of centres in one
-walk that sums them (``select_model``'s starts, and a lone fit's), and the
-log-sum-exp of component-major stacked log-probabilities (:mod:`daskgmm.stacked`).
-
 They are also accurate where the expanded forms are not: every component's
 whitened differences ``u (x - shift) - u m`` are formed per row in float64
 (rows exactly centred on the block's shift first, one rounding of ``u m``),
@@ -21,6 +17,10 @@ so no component is too far or too narrow for them. The M-step sums are the
 moment sums about the shift that :func:`daskgmm.moments.separable_sums`
 finishes (components whose expanded scatter would lose digits are recomputed
 exactly centred there).
+
+Also here: k-means assignments of a block to several sets of centres in one
+walk that sums them (``select_model``'s starts, and a lone fit's), and the
+log-sum-exp of component-major stacked log-probabilities (:mod:`daskgmm.stacked`).
 
 numba is imported with this module; :mod:`daskgmm.kernels` imports it on first
 use, so workers that only fit full or tied models do not pay its ~108 MiB
@@ -209,13 +209,13 @@ def _nearest_centre_sums(raw, shift, centres, edges, weights, labels, sums):
     Distances from exact differences ``(x - shift) - c``, so far or tight centres keep their rows."""
     n_rows, n_features = raw.shape
     n_centres = centres.shape[0]
-    centred = np.empty(n_features)
+    row = np.empty((1, n_features))
+    centred = row[0]
     first = np.zeros((n_centres, n_features))
     second = np.zeros((n_centres, n_features))
     mass = np.zeros(n_centres)
     for i in range(n_rows):
-        for d in range(n_features):
-            centred[d] = raw[i, d] - shift[d]
+        _centre_rows(raw, shift, i, 1, row)
         weight = weights[i]
         for m in range(edges.size - 1):
             nearest, best = edges[m], np.inf

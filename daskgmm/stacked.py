@@ -95,8 +95,9 @@ class StackedModels:
         results = []
         for (is_hard, u), covariance_type in zip(self.unique_of, self.covariance_types):
             resp, sums, log_norm = hard[u] + (None,) if is_hard else soft[u]
-            if resp is None:
-                block_sums = log_likelihood_sums(log_norm, sample_weight, covariance_type, len(sums), n_features)
+            if resp is None:  # scored only
+                block_sums = log_likelihood_sums(log_norm, sample_weight, covariance_type,
+                                                 self.params[u].n_components, n_features)
             else:
                 block_sums = separable_sums(block, resp, sums, log_norm, sample_weight, covariance_type, ws)
             results.append((block_sums, log_norm))
@@ -120,8 +121,8 @@ class StackedModels:
         if sample_weight is not None:
             summed *= sample_weight.astype(np.float64)[None, :]
         sums = summed @ columns_t.T  # every summed model's sums of r, r x, r x^2
-        return [(resp_t[low:high].T if normalise else None, sums[low:high] if normalise else np.empty(high - low),
-                 log_norm) for (low, high, normalise), log_norm in zip(segments, log_norms)]
+        return [(resp_t[low:high].T, sums[low:high], log_norm) if normalise else (None, None, log_norm)
+                for (low, high, normalise), log_norm in zip(segments, log_norms)]
 
 
 def moment_rows(block, ws):
