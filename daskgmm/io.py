@@ -23,6 +23,8 @@ from .runtime import default_chunk_bytes, default_chunk_rows
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 TABLE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+# Metadata files at a Zarr store's root (format 3, format 2 group, format 2 array).
+ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
 # Said by a reader whose task chunks already follow its storage's units (not to be rechunked).
 KEEP_CHUNKS = "keep chunks"
 
@@ -137,7 +139,8 @@ def _table_kind_of_directory(text, storage_options):
 
     try:
         filesystem, root = fsspec.core.url_to_fs(text, **(storage_options or {}))
-        if not filesystem.isdir(root):
+        zarr_store = any(filesystem.exists(f"{root.rstrip('/')}/{marker}") for marker in ZARR_MARKERS)
+        if zarr_store or not filesystem.isdir(root):  # a Zarr root may hold a key per chunk: not listed
             return None
         names = {Path(name).suffix.lower() for name in filesystem.ls(root, detail=False)}
     except (OSError, ValueError):  # unreachable or not a directory: the other readers say what is wrong
