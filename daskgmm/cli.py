@@ -15,7 +15,10 @@ import warnings
 import click
 
 from .console import (
+    COVARIANCE_TYPES,
+    INIT_METHODS,
     CandidatesProgress,
+    choices_list,
     cluster_context,
     cluster_options,
     echo_json,
@@ -84,11 +87,11 @@ def main(args=None):
 @click.argument("data")
 @source_options
 @click.option("-k", "--n-components", type=click.IntRange(min=1), default=1, show_default=True, help="Number of components.")
-@click.option("--covariance-type", type=click.Choice(["full", "tied", "diag", "spherical"]), default="full", show_default=True)
+@click.option("--covariance-type", type=click.Choice(COVARIANCE_TYPES), default="full", show_default=True)
 @click.option("--max-iter", type=click.IntRange(min=0), default=100, show_default=True)
 @click.option("--tol", type=click.FloatRange(min=0), default=1e-3, show_default=True)
 @click.option("--reg-covar", type=click.FloatRange(min=0), default=1e-6, show_default=True)
-@click.option("--init", "init_params", type=click.Choice(["kmeans", "k-means++", "random", "random_from_data"]),
+@click.option("--init", "init_params", type=click.Choice(INIT_METHODS),
               default="kmeans", show_default=True)
 @click.option("--n-init", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--random-state", type=int, default=None)
@@ -229,12 +232,13 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
 @commands.command()
 @click.argument("data")
 @source_options
-@click.option("-k", "--k-range", default="1:10", show_default=True,
+@click.option("-k", "--k-range", "ks", default="1:10", show_default=True, callback=parse_k_values,
               help="The K to try: K_MIN:K_MAX (both included), a list (1,2,4,8) or one K (5).")
-@click.option("--covariance-types", default="full,tied,diag,spherical", show_default=True)
+@click.option("--covariance-types", "types", default="full,tied,diag,spherical", show_default=True,
+              callback=choices_list(COVARIANCE_TYPES))
 @click.option("--criterion", type=click.Choice(["bic", "aic"]), default="bic", show_default=True)
 @click.option("--n-init", type=click.IntRange(min=1), default=1, show_default=True, help="Restarts per K, type and init method.")
-@click.option("--init", "init_params", default="kmeans", show_default=True,
+@click.option("--init", "methods", default="kmeans", show_default=True, callback=choices_list(INIT_METHODS),
               help="Init method, or several separated by commas (each starts its own candidates): "
                    "kmeans, k-means++, random, random_from_data.")
 @click.option("--max-iter", type=click.IntRange(min=0), default=100, show_default=True)
@@ -248,9 +252,8 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
 @click.option("-v", "--verbose", is_flag=True, help="Also log what daskgmm decides (persist, chunking).")
 @json_option
 @handle_errors
-def select(data, dataset, columns, chunk_bytes, flatten, k_range, covariance_types, criterion, n_init,
-           init_params, max_iter, tol, random_state, scheduler, cluster_config, local_cluster, out, table_path,
-           overwrite, quiet, verbose, as_json):
+def select(data, dataset, columns, chunk_bytes, flatten, ks, types, criterion, n_init, methods, max_iter, tol,
+           random_state, scheduler, cluster_config, local_cluster, out, table_path, overwrite, quiet, verbose, as_json):
     """Fit every K and covariance type in shared passes and keep the lowest BIC (or AIC).
 
     \b
@@ -259,17 +262,17 @@ def select(data, dataset, columns, chunk_bytes, flatten, k_range, covariance_typ
       daskgmm select stretched.zarr -k 1:8 --init kmeans,random_from_data --n-init 3
     """
     from .outputs import check_output
-    from .selection import select_model
 
     if out:
         check_output(out, "model", overwrite=overwrite, inputs=[data], what="--out")
     if table_path:
         check_output(table_path, "table", overwrite=overwrite,
                      inputs=[data] + ([("the --out", out)] if out else []), what="--table")
-    ks = parse_k_values(k_range)
+    # the usage is checked (click's callbacks parsed -k and the lists): now the heavy imports
+    from .selection import select_model
+
     if verbose:
         log_decisions()
-    types, methods = covariance_types.split(","), init_params.split(",")
     with cluster_context(scheduler, cluster_config, local_cluster) as client:
         X = open_source(data, dataset, columns, chunk_bytes, flatten)
         count = len(ks) * len(types) * len(methods) * n_init

@@ -157,8 +157,28 @@ def existing_directory(path, what):
     return path
 
 
-def parse_k_values(text):
-    """``-k`` of ``select``: "3:8" (both included), "1,2,4,8" or "5", as a sorted list of K >= 1."""
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+
+
+def choices_list(choices):
+    """A click callback that parses a comma-separated list of ``choices`` (each kept once, in order)
+    and names the first value that is not one of them."""
+
+    def parse(ctx, param, text):
+        values = list(dict.fromkeys(value.strip() for value in text.split(",")))
+        for value in values:
+            if value not in choices:
+                raise click.BadParameter(f"{value!r} is not one of {', '.join(choices)} (separate several by "
+                                         "commas)", ctx=ctx, param=param)
+        return values
+
+    return parse
+
+
+def parse_k_values(ctx, param, text):
+    """``-k`` of ``select`` (a click callback): "3:8" (both included), "1,2,4,8" or "5", as a sorted
+    list of K >= 1."""
     try:
         if ":" in text:
             low, high = (int(v) for v in text.split(":"))

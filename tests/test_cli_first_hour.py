@@ -39,7 +39,7 @@ def one_line_error(result, status):
     return lines[0]
 
 
-@pytest.mark.parametrize("args, expected", [
+USAGE_ERRORS = [
     (["select", "{f}/x.npy", "-k", "3:1"], "the range is empty (K_MIN 3 > K_MAX 1); did you mean 1:3?"),
     (["select", "{f}/x.npy", "-k", "0:2"], "every K must be at least 1"),
     (["select", "{f}/x.npy", "-k", "a"], "use K_MIN:K_MAX (1:10), a list (1,2,4,8) or one K (5)"),
@@ -47,12 +47,30 @@ def one_line_error(result, status):
     (["fit", "{f}/missing.npy", "-k", "0"], "'-k' / '--n-components': 0 is not in the range x>=1"),
     (["fit", "{f}/missing.npy", "--tol", "-1"], "'--tol'"),
     (["fit", "{f}/missing.npy", "--persist", "maybe"], "'--persist'"),
+    (["select", "{f}/x.npy", "--covariance-types", "full,ful"], "'ful' is not one of full, tied, diag, spherical"),
+    (["select", "{f}/x.npy", "--init", "kmeans,k-means"], "'k-means' is not one of kmeans, k-means++, random"),
     (["fit"], "Missing argument 'DATA'. (see 'daskgmm fit --help')"),
     (["nosuch"], "No such command 'nosuch'"),
-])
+]
+USAGE_ERRORS = [pytest.param(args, expected, id=" ".join(args[:1] + args[2:])) for args, expected in USAGE_ERRORS]
+
+
+@pytest.mark.parametrize("args, expected", USAGE_ERRORS)
 def test_usage_errors_are_one_line_with_where_to_look(folder, args, expected):
     line = one_line_error(run(*[a.format(f=folder) for a in args], check=False), 2)
     assert expected in line
+
+
+def test_usage_errors_come_before_the_heavy_imports(folder):
+    """A usage error answers at once (~0.1 s): before scikit-learn, Dask or the data are touched."""
+    script = ("import sys, json; from daskgmm.cli import main\n"
+              "try:\n    main(json.loads(sys.argv[1]))\nexcept SystemExit as stop:\n    assert stop.code == 2\n"
+              "print('HEAVY', sorted(m for m in ('sklearn', 'dask', 'distributed', 'numba') if m in sys.modules))")
+    for args, _ in (case.values for case in USAGE_ERRORS):
+        args = [a.format(f=folder) for a in args]
+        result = subprocess.run([sys.executable, "-c", script, json.dumps(args)], capture_output=True, text=True,
+                                timeout=60, cwd=ROOT)
+        assert result.stdout.rsplit("HEAVY", 1)[-1].strip() == "[]", (args, result.stdout, result.stderr)
 
 
 @pytest.mark.parametrize("args, expected", [
