@@ -97,10 +97,12 @@ verbose_interval
         Delays the decay of the step sizes (larger: early batches count less).
     batch_size : "auto", int or None, default="auto"
         Rows per :meth:`partial_fit` step: a chunk (or a NumPy ``X``) of more rows makes several
-        steps, still read once. None: one step per chunk, or per NumPy ``X``. "auto": a NumPy
-        ``X`` is one step (the caller's batch, as in ``MiniBatchKMeans.partial_fit``); a Dask or
-        stored ``X`` (a dataset read once) makes about 1000 steps of at least 256 rows, which is
-        what one epoch needs to land near batch EM on rows in random order (docs/guide.md).
+        steps, still read once. None: one step per chunk, or per NumPy ``X`` (the caller's
+        batch, as in ``MiniBatchKMeans.partial_fit``). "auto": about 1000 steps per call of at
+        least 256 rows each, whatever the input: a Dask or stored ``X`` read once in 1000 steps,
+        a NumPy batch of 20k rows in 78. That is what one epoch needs to land near batch EM on
+        rows in random order, whether it comes as one array or as a loop over batches
+        (docs/guide.md).
 
     Attributes
     ----------

@@ -151,11 +151,16 @@ def scaled(stats: SufficientStats, factor: float) -> SufficientStats:
 def check_finite(stats: SufficientStats):
     """scikit-learn's kind of error when the rows behind ``stats`` held NaN or infinity."""
     if stats.n_nonfinite:
-        raise ValueError(
-            f"Input X contains NaN or infinity in {stats.n_nonfinite} of {stats.n_rows} "
-            f"rows (the first at row {stats.first_nonfinite}). GaussianMixture cannot "
-            "fit non-finite values: drop or impute those rows first."
-        )
+        raise nonfinite_rows_error(stats.n_nonfinite, stats.n_rows, stats.first_nonfinite)
+
+
+def nonfinite_rows_error(n_nonfinite, n_rows, first_nonfinite):
+    """The ``ValueError`` for ``n_nonfinite`` of ``n_rows`` rows with NaN or infinity."""
+    return ValueError(
+        f"Input X contains NaN or infinity in {n_nonfinite} of {n_rows} "
+        f"rows (the first at row {first_nonfinite}). GaussianMixture cannot "
+        "fit non-finite values: drop or impute those rows first."
+    )
 
 
 def merge_worst(a: SufficientStats, b: SufficientStats):
