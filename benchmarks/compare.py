@@ -65,32 +65,36 @@ def flops_per_iteration(n, d, k, covariance_type):
             "diag": 6 * n * k * d, "spherical": 4 * n * k * d}[covariance_type]
 
 
-def time_per_iteration(make_estimator, X, repeat=3, budget_s=10.0, max_repeat=8):
-    """(seconds per iteration, peak traced MiB of a 1-iteration fit), set-up excluded.
+def time_per_iteration(makers, X, repeat=3, budget_s=10.0, max_repeat=8):
+    """{side: (seconds per iteration, peak traced MiB of a 1-iteration fit)}, set-up excluded.
 
-    Each of the 1- and 4-iteration fits runs ``repeat`` times, and more (up to
-    ``max_repeat``) while the repeats took under ``budget_s``; the fastest
-    counts. On a shared virtual machine single timings wander by 2-5x for the
-    cheap cases (scikit-learn's diag measured 0.23 and 1.09 s/it in two runs).
-    Timings run without tracemalloc (it slows every allocation); the peak is
-    taken in a separate 1-iteration fit.
+    ``makers`` maps a side's name to ``make_estimator(max_iter)``. The sides are interleaved
+    (each repeat times every side's 1- and 4-iteration fits in turn, so a slow spell of the
+    shared machine hits both alike); each runs ``repeat`` times, and more (up to
+    ``max_repeat``) while the repeats took under ``budget_s``; the fastest counts. On a shared
+    virtual machine single timings wander by 2-5x for the cheap cases (scikit-learn's diag
+    measured 0.23 and 1.09 s/it in two runs). Timings run without tracemalloc (it slows every
+    allocation); the peak is taken in a separate 1-iteration fit.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        seconds = [np.inf, np.inf]
+        seconds = {side: [np.inf, np.inf] for side in makers}
         started_all = time.perf_counter()
         runs = 0
-        while runs < repeat or (runs < max_repeat and time.perf_counter() - started_all < budget_s):
+        while runs < repeat or (runs < max_repeat and time.perf_counter() - started_all < budget_s * len(makers)):
             runs += 1
             for i, max_iter in enumerate((1, 4)):
-                started = time.perf_counter()
-                make_estimator(max_iter).fit(X)
-                seconds[i] = min(seconds[i], time.perf_counter() - started)
-        tracemalloc.start()
-        make_estimator(1).fit(X)
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-    return (seconds[1] - seconds[0]) / 3, peak / 2**20
+                for side, make_estimator in makers.items():
+                    started = time.perf_counter()
+                    make_estimator(max_iter).fit(X)
+                    seconds[side][i] = min(seconds[side][i], time.perf_counter() - started)
+        peaks = {}
+        for side, make_estimator in makers.items():
+            tracemalloc.start()
+            make_estimator(1).fit(X)
+            peaks[side] = tracemalloc.get_traced_memory()[1] / 2**20
+            tracemalloc.stop()
+    return {side: ((seconds[side][1] - seconds[side][0]) / 3, peaks[side]) for side in makers}
 
 
 def spark_status():
@@ -188,10 +192,10 @@ def main(argv=None):
                 for dtype in (np.float64, np.float32):
                     X = X64.astype(dtype)
                     name = np.dtype(dtype).name
-                    theirs, their_peak = time_per_iteration(
-                        lambda m: SklearnGaussianMixture(k, max_iter=m, **init), X, args.repeat)
-                    ours, our_peak = time_per_iteration(
-                        lambda m: GaussianMixture(k, max_iter=m, **init), X, args.repeat)
+                    timed = time_per_iteration({
+                        "sklearn": lambda m: SklearnGaussianMixture(k, max_iter=m, **init),
+                        "daskgmm": lambda m: GaussianMixture(k, max_iter=m, **init)}, X, args.repeat)
+                    (theirs, their_peak), (ours, our_peak) = timed["sklearn"], timed["daskgmm"]
                     flops = flops_per_iteration(n, d, k, covariance_type)
                     compute_limit = flops / (machine[f"square_{name}"] * 1e9)
                     row = dict(n=n, d=d, k=k, covariance_type=covariance_type, dtype=name, input="numpy",
@@ -213,7 +217,8 @@ def main(argv=None):
                 if covariance_type == "full":
                     zarr_input = open_array(path)
                     ours, our_peak = time_per_iteration(
-                        lambda m: GaussianMixture(k, max_iter=m, persist=False, **init), zarr_input, args.repeat)
+                        {"daskgmm": lambda m: GaussianMixture(k, max_iter=m, persist=False, **init)}, zarr_input,
+                        args.repeat)["daskgmm"]
                     limit = max(X64.nbytes / read_rate, flops_per_iteration(n, d, k, "full")
                                 / (machine["square_float64"] * 1e9))
                     rows.append(dict(n=n, d=d, k=k, covariance_type="full", dtype="float64", input="zarr",

@@ -73,13 +73,12 @@ def main(argv=None):
                         means_init=start.means_, precisions_init=start.precisions_)
             for dtype in args.dtypes.split(","):
                 X = X64.astype(dtype)
-                seconds = {}
-                for name, make in [
-                    ("sklearn", lambda m: SklearnGaussianMixture(k, max_iter=m, **init)),
-                    ("cpu", lambda m: GaussianMixture(k, max_iter=m, **init)),
-                    ("cuda", lambda m: GaussianMixture(k, max_iter=m, device="cuda", **init)),
-                ]:
-                    seconds[name], _ = time_per_iteration(make, X, args.repeat, budget_s=5.0)
+                timed = time_per_iteration({
+                    "sklearn": lambda m: SklearnGaussianMixture(k, max_iter=m, **init),
+                    "cpu": lambda m: GaussianMixture(k, max_iter=m, **init),
+                    "cuda": lambda m: GaussianMixture(k, max_iter=m, device="cuda", **init),
+                }, X, args.repeat, budget_s=5.0)
+                seconds = {name: value[0] for name, value in timed.items()}
                 cuda_fit = GaussianMixture(k, max_iter=5, device="cuda", **init).fit(X)
                 cpu_fit = GaussianMixture(k, max_iter=5, **init).fit(X)
                 deviation = float(np.max(np.abs(cuda_fit.covariances_ - cpu_fit.covariances_))

@@ -6,11 +6,13 @@ Run: ``.venv/bin/python benchmarks/shared_pass.py [--rows 2000000] [--repeat 3] 
     the statistics of all 8 in one walk over the blocks (``chunk_statistics_models``), with
     their GEMMs stacked (``stack=True``, what select_model runs) and without, against the sum of
     8 separate walks; fastest of 3.
-(2) The issue's case (fastest of ``--repeat`` interleaved runs of each side): a float32 Zarr store re-read every pass (``persist=False``), the same 8
-    candidates: ``select_model`` against the 8 fits one after another, each followed by its
-    ``bic(X)`` (what choosing K by hand takes: independent ``GaussianMixture`` fits with the
-    same ``random_state``, which start where select_model's candidates do), and a plain read
-    pass, in one run; the candidates' BIC compared with the independent fits'.
+(2) The issue's case (fastest of ``--repeat`` interleaved runs of each side): a float32 Zarr
+    store re-read every pass (``persist=False``), or with ``--input numpy`` the same rows as an
+    in-memory NumPy array; the candidates ``--ks`` x ``--types`` (default: the 8 above):
+    ``select_model`` against the fits one after another, each followed by its ``bic(X)`` (what
+    choosing K by hand takes: independent ``GaussianMixture`` fits with the same
+    ``random_state``, which start where select_model's candidates do), and a plain read pass, in
+    one run; the candidates' BIC compared with the independent fits'.
 """
 
 from __future__ import annotations
@@ -48,7 +50,12 @@ def main(argv=None):
     parser.add_argument("--codec", choices=("default", "gzip"), default="default",
                         help="the store's compressor: Zarr's default (Zstd: reading is cheap next to the "
                              "candidates' compute) or gzip level 5 (3x slower to read: a read-bound pass)")
+    parser.add_argument("--input", choices=("zarr", "numpy"), default="zarr",
+                        help="(2) on the Zarr store re-read every pass, or on the rows in memory (NumPy)")
+    parser.add_argument("--ks", default="1,2,4,8", help="(2)'s K, comma-separated")
+    parser.add_argument("--types", default="diag,spherical", help="(2)'s covariance types, comma-separated")
     args = parser.parse_args(argv)
+    candidates = [(k, t) for t in args.types.split(",") for k in (int(v) for v in args.ks.split(","))]
     warnings.simplefilter("ignore")
     weights, means, covariances = random_mixture(6, 16, separation=4.0, random_state=0)
     X = make_mixture(args.rows, weights, means, covariances, chunk_rows=250_000).compute().astype(np.float32)
@@ -69,26 +76,29 @@ def main(argv=None):
     compressors = "auto" if args.codec == "default" else zarr.codecs.GzipCodec(level=5)
     zarr.create_array(path, shape=X.shape, chunks=(min(250_000, len(X)), 16), dtype="f4",
                       compressors=compressors)[:] = X
-    source = open_array(path)
-    read = fastest(lambda: source.sum(axis=0).compute(), repeat=2)
+    source = open_array(path) if args.input == "zarr" else X
+    read = fastest(lambda: open_array(path).sum(axis=0).compute(), repeat=2)
+    persist = False if args.input == "zarr" else "auto"
+    ks = sorted({k for k, _ in candidates})
+    types = list(dict.fromkeys(t for _, t in candidates))
     together = one_by_one = np.inf
     for _ in range(args.repeat):  # interleaved, the fastest of each side (the machine is noisy)
         started = time.perf_counter()
-        result = select_model(source, n_components=(1, 2, 4, 8), covariance_types=("diag", "spherical"),
-                              random_state=0, persist=False)
+        result = select_model(source, n_components=ks, covariance_types=types, random_state=0, persist=persist)
         together = min(together, time.perf_counter() - started)
         started = time.perf_counter()
         one_by_one_bic = {}
-        for k, covariance_type in CANDIDATES:  # what a user does by hand: fit, then its BIC on the same data
-            model = GaussianMixture(k, covariance_type=covariance_type, random_state=0, persist=False).fit(source)
+        for k, covariance_type in candidates:  # what a user does by hand: fit, then its BIC on the same data
+            model = GaussianMixture(k, covariance_type=covariance_type, random_state=0, persist=persist).fit(source)
             one_by_one_bic[k, covariance_type] = model.bic(source)
         one_by_one = min(one_by_one, time.perf_counter() - started)
     differences = [abs(row["bic"] / one_by_one_bic[row["n_components"], row["covariance_type"]] - 1)
                    for row in result.table]
-    print(f"(2) {args.rows:,} x 16 float32 Zarr ({args.codec} codec), re-read every pass: select_model {together:.2f} s "
-          f"({result.passes} passes), the 8 fits one after another, each with its BIC, {one_by_one:.2f} s "
-          f"({one_by_one / together:.2f}x), a plain read pass {read:.2f} s; every candidate's BIC equals "
-          f"its independent fit's to {max(differences):.1e} (relative)")
+    where = (f"Zarr ({args.codec} codec), re-read every pass" if args.input == "zarr" else "NumPy, in memory")
+    print(f"(2) {args.rows:,} x 16 float32 {where}, K in {args.ks} x {args.types}: select_model {together:.2f} s "
+          f"({result.passes} passes), the {len(candidates)} fits one after another, each with its BIC, "
+          f"{one_by_one:.2f} s ({one_by_one / together:.2f}x), a plain read pass of the store {read:.2f} s; every "
+          f"candidate's BIC equals its independent fit's to {max(differences):.1e} (relative)")
 
 if __name__ == "__main__":
     main()

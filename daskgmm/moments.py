@@ -11,9 +11,10 @@ its block mean instead, from float64 differences, and merged pairwise. No
 round-off floor is needed: what the expanded form keeps has at least 13 digits.
 
 - full: one GEMM per feature group of the responsibility-weighted rows gives the
-  upper triangles of every component's second moment (packed); float32 data
-  compute every component exactly centred (products in float32 of float64
-  differences, sums in float64);
+  upper triangles of every component's second moment (packed), in float64 for float32
+  data too (exactly centred rows; a float32 GEMM would keep too few digits of the
+  expanded form, and K exactly centred float32 scatters, the earlier way, cost more
+  than this: the float32 M-step was slower than float64's);
 - diag, spherical: one GEMM over the moment columns ``[x, x^2, 1]``;
 - tied: one weighted GEMM; where its per-feature check fails, per-component
   diagonal moments tell which components to compute exactly centred.
@@ -116,12 +117,9 @@ def moment_sums(block: CentredBlock, resp, log_norm, sample_weight, covariance_t
     n_components, n_features = resp.shape[1], rows64.shape[1]
     if covariance_type in ("full", "tied"):
         first = resp64.T @ rows64
-    if covariance_type == "full" and block.dtype == np.float64:
+    if covariance_type == "full":
         second = packed_second_moment(rows64, resp64, ws)
         diagonal = packed_diagonal(second, n_components, n_features)
-    elif covariance_type == "full":  # float32: every component exactly centred; the diagonal says how
-        second = np.zeros(_second_moment_groups(n_components, n_features)[1])
-        diagonal = resp64.T @ (rows64 * rows64)
     elif covariance_type == "tied":
         second = (rows64 * (resp64 @ np.ones(n_components))[:, None]).T @ rows64
         # the tied scatter is one sum: per feature, its expanded form loses what its total
@@ -164,18 +162,16 @@ def _finished_sums(block, resp, mass, first, second, diagonal, log_norm, sample_
         kept = np.asarray(resp, dtype=np.float64) @ np.where(np.isin(np.arange(n_components), inexact), 0.0, 1.0)
         rows64 = block.exact()
         second = (rows64 * kept[:, None]).T @ rows64
-    centred = np.flatnonzero(mass > 0) if covariance_type == "full" and block.dtype != np.float64 else inexact
-    exact = exact_statistics(block, resp, centred, first, mass, covariance_type, ws, inexact) \
-        if centred.size else None
-    if centred.size:
+    exact = exact_statistics(block, resp, inexact, first, mass, covariance_type, ws) if inexact.size else None
+    if inexact.size:
         mass, first = mass.copy(), first.copy()
-        mass[centred] = first[centred] = 0.0
+        mass[inexact] = first[inexact] = 0.0
         if covariance_type == "full":
             for _, _, part in _packed_parts(second, n_components, n_features):
-                part[:, centred] = 0.0
+                part[:, inexact] = 0.0
         elif covariance_type != "tied":
             second = second.copy()
-            second[centred] = 0.0
+            second[inexact] = 0.0
     return MomentSums(mass, first, second, _log_likelihood(log_norm, sample_weight),
                       _weight_sum(n_rows, sample_weight), n_rows, exact)
 
@@ -206,20 +202,16 @@ def _inexact_components(mass, first, diagonal, covariance_type):
     return np.flatnonzero((mass > 0) & ~fine)
 
 
-def exact_statistics(block: CentredBlock, resp, components, first, mass, covariance_type, ws, precise=None):
+def exact_statistics(block: CentredBlock, resp, components, first, mass, covariance_type, ws):
     """Statistics of ``components`` centred on their block means (the others empty); sums in float64.
 
-    For the components in ``precise`` (default: all), whose rows sit far from
-    the shift relative to their spread or are all one point, the differences
-    ``x - m_k`` are formed in float64 from exactly centred rows, with the
-    corrected two-pass algorithm of Chan, Golub & LeVeque, and rounded once
-    to the data's dtype; for the others (float32 full covariances near the
-    shift) they are formed in float32, whose rounding then enters the scatter
-    only to second order. Products run in the data's dtype.
+    These components' rows sit far from the shift relative to their spread, or are all one
+    point: the differences ``x - m_k`` are formed in float64 from exactly centred rows, with
+    the corrected two-pass algorithm of Chan, Golub & LeVeque, and rounded once to the data's
+    dtype. Products run in the data's dtype.
     """
     n_components, n_features = first.shape
     stats = SufficientStats.empty(covariance_type, n_components, n_features)
-    precise = set(np.asarray(components if precise is None else precise).tolist())
     dtype = block.dtype
     shape = block.raw.shape
     diff64 = ws.get("diff64", shape, np.float64)
@@ -227,17 +219,14 @@ def exact_statistics(block: CentredBlock, resp, components, first, mass, covaria
     weighted = ws.get("weighted_rows", shape, dtype)
     for k in components:
         mean_c = first[k] / mass[k]
-        if k in precise:
-            np.subtract(block.exact(), mean_c, out=diff64)
-            # the mean's own rounding, measured and taken out: rows that are all one
-            # point then have a scatter of zero, not the square of that rounding
-            correction = (resp[:, k].astype(np.float64) @ diff64) / mass[k]
-            diff64 -= correction
-            mean_c = mean_c + correction
-            if diff is not diff64:
-                diff[...] = diff64
-        else:
-            np.subtract(block.rows, mean_c.astype(dtype), out=diff)
+        np.subtract(block.exact(), mean_c, out=diff64)
+        # the mean's own rounding, measured and taken out: rows that are all one
+        # point then have a scatter of zero, not the square of that rounding
+        correction = (resp[:, k].astype(np.float64) @ diff64) / mass[k]
+        diff64 -= correction
+        mean_c = mean_c + correction
+        if diff is not diff64:
+            diff[...] = diff64
         if covariance_type in ("full", "tied"):
             scatter = _weighted_scatter(diff, resp[:, k], weighted)
             if covariance_type == "full":
@@ -271,7 +260,7 @@ def _second_moment_groups(n_components, n_features):
 
 
 def packed_second_moment(Xc, resp, ws):
-    """``sum_n r_nk x_n x_n^T`` of every component, packed (float64 data only).
+    """``sum_n r_nk x_n x_n^T`` of every component, packed (float64 rows and responsibilities).
 
     Per feature group (rows ``low:high``) only columns ``low:`` (the upper
     triangle's) are computed: one GEMM of the responsibility-weighted rows,
