@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .blocks import SharedCentre, Workspace, block_mean, centre_block, default_block_rows
+from .blocks import uses_quadratic_form
 from .densities import normalize_log_prob, weighted_log_prob
 from .moments import log_likelihood_sums, moment_sums, separable_sums
 from .params import GaussianParams
@@ -39,8 +40,8 @@ class GaussianAssigner:
     def __init__(self, params: GaussianParams):
         self.params = params
 
-    def assign(self, block, rows, workspace=None):
-        return normalize_log_prob(weighted_log_prob(block, self.params, workspace), workspace)
+    def assign(self, block, rows, workspace=None, quadratic=False):
+        return normalize_log_prob(weighted_log_prob(block, self.params, workspace, quadratic), workspace)
 
 
 class GaussianScorer(GaussianAssigner):
@@ -59,7 +60,7 @@ class NearestCentreAssigner:
     def __init__(self, centres):
         self.centres = np.asarray(centres, dtype=np.float64)
 
-    def assign(self, block, rows, workspace=None):
+    def assign(self, block, rows, workspace=None, quadratic=False):
         centres = self.centres - block.shift
         distances = np.sum(centres**2, axis=1) - 2 * (block.exact() @ centres.T)
         labels = np.argmin(distances, axis=1)
@@ -79,7 +80,7 @@ class RandomAssigner:
         self.seed = seed
         self.n_components = n_components
 
-    def assign(self, block, rows, workspace=None):
+    def assign(self, block, rows, workspace=None, quadratic=False):
         return random_responsibilities(self.seed, self.n_components, rows).astype(block.dtype), None
 
 
@@ -167,9 +168,22 @@ def chunk_statistics_models(X, sample_weight, assigners, covariance_types, n_com
         stacked = StackedModels([_stacked_model(assigners[m]) for m in stacked_index],
                                 [covariance_types[m] for m in stacked_index],
                                 [isinstance(assigners[m], GaussianScorer) for m in stacked_index])
-    lone = [m for m in range(n_models) if m not in stacked_index]
-    block_rows = block_rows or min(default_block_rows(k, X.shape[1], X.dtype.itemsize, covariance_type)
-                                   for k, covariance_type in zip(n_components, covariance_types))
+    # full E-steps over the quadratic columns stack from two models on (they have no compiled walk)
+    full_index = [m for m in range(n_models) if stack and isinstance(assigners[m], GaussianAssigner)
+                  and covariance_types[m] == "full"]
+    total_components = sum(n_components[m] for m in full_index)
+    if len(full_index) < 2 or not uses_quadratic_form("full", X.shape[1], total_components, X.dtype.itemsize):
+        full_index = []
+    stacked_full = None
+    if full_index:
+        from .stacked import StackedFullModels
+
+        stacked_full = StackedFullModels([assigners[m].params for m in full_index],
+                                         [isinstance(assigners[m], GaussianScorer) for m in full_index])
+    lone = [m for m in range(n_models) if m not in stacked_index and m not in full_index]
+    block_rows = block_rows or min([default_block_rows(k, X.shape[1], X.dtype.itemsize, covariance_type)
+                                    for k, covariance_type in zip(n_components, covariance_types)]
+                                   + [default_block_rows(total_components, X.shape[1], 8)] * bool(full_index))
     workspace = Workspace()
     centre = SharedCentre()
     observer = next((m for m in range(n_models) if not isinstance(assigners[m], GaussianScorer)), None)
@@ -204,8 +218,11 @@ def chunk_statistics_models(X, sample_weight, assigners, covariance_types, n_com
         block_results = {}
         if stacked is not None:
             block_results.update(zip(stacked_index, stacked.block_sums(block, weights, workspace)))
+        if stacked_full is not None:
+            block_results.update(zip(full_index, stacked_full.block_sums(block, weights, workspace)))
         for m in lone:
-            block_results[m] = block_sums_of(assigners[m], block, rows, weights, covariance_types[m], workspace)
+            block_results[m] = block_sums_of(assigners[m], block, rows, weights, covariance_types[m], n_components[m],
+                                             workspace)
         for m in range(n_models):
             block_sums, log_norm = block_results[m]
             if worst[m] and log_norm is not None:
@@ -225,7 +242,7 @@ def _stacked_model(assigner):
     return assigner.params if isinstance(assigner, GaussianAssigner) else assigner.centres
 
 
-def block_sums_of(assigner, block, rows, sample_weight, covariance_type, workspace):
+def block_sums_of(assigner, block, rows, sample_weight, covariance_type, n_components, workspace):
     """``(moment sums, log p(x) or None)`` of one block for one model: the compiled loops of
     :mod:`daskgmm.compiled` for a diag or spherical E-step, NumPy's GEMM forms for the rest
     (diag and spherical k-means assignments go through :class:`~daskgmm.stacked.StackedModels`)."""
@@ -244,8 +261,9 @@ def block_sums_of(assigner, block, rows, sample_weight, covariance_type, workspa
 
         resp, sums, log_norm = separable_block(block, assigner.params, sample_weight, workspace)
         return separable_sums(block, resp, sums, log_norm, sample_weight, covariance_type, workspace), log_norm
-    resp, log_norm = assigner.assign(block, rows, workspace)
-    return moment_sums(block, resp, log_norm, sample_weight, covariance_type, workspace), log_norm
+    quadratic = uses_quadratic_form(covariance_type, block.raw.shape[1], n_components, block.raw.dtype.itemsize)
+    resp, log_norm = assigner.assign(block, rows, workspace, quadratic)
+    return moment_sums(block, resp, log_norm, sample_weight, covariance_type, workspace, quadratic), log_norm
 
 
 def chunk_statistics_many(X, sample_weight, assigners, covariance_types, n_components, row_offset=0,
@@ -300,7 +318,7 @@ def per_row(X, params: GaussianParams, output, dtype=None):
         "log_norm": lambda log_prob, ws: normalize_log_prob(log_prob, ws)[1],
     }[output]
     block_rows = default_block_rows(params.n_components, X.shape[1], X.dtype.itemsize,
-                                    params.covariance_type)
+                                    params.covariance_type, statistics=False)
     workspace = Workspace()
     if params.covariance_type in COMPILED_TYPES:
         from .compiled import per_row_output  # on first use: see block_sums_of

@@ -10,8 +10,10 @@ the shift relative to its spread, or collapsed) is computed exactly centred on
 its block mean instead, from float64 differences, and merged pairwise. No
 round-off floor is needed: what the expanded form keeps has at least 13 digits.
 
-- full: one GEMM per feature group of the responsibility-weighted rows gives the
-  upper triangles of every component's second moment (packed), in float64 for float32
+- full: one GEMM of the block's quadratic columns (:func:`~daskgmm.densities.quadratic_columns`,
+  made for the E-step) with the responsibilities, for models wide enough for them
+  (:func:`~daskgmm.blocks.uses_quadratic_form`); else one GEMM per feature group of the
+  responsibility-weighted rows; either gives the upper triangles of every component's second moment, in float64 for float32
   data too (exactly centred rows; a float32 GEMM would keep too few digits of the
   expanded form, and K exactly centred float32 scatters, the earlier way, cost more
   than this: the float32 M-step was slower than float64's);
@@ -28,7 +30,7 @@ import numpy as np
 from scipy.linalg import blas
 
 from .blocks import CentredBlock
-from .densities import feature_groups, moment_columns
+from .densities import feature_groups, moment_columns, quadratic_columns
 from .stats import SufficientStats
 
 # A component's expanded second moment about the shift may exceed its scatter by
@@ -49,8 +51,8 @@ class MomentSums:
     first : ndarray (K, D)
         ``sum w r x`` about the shift.
     second : ndarray
-        Second moments about the shift: packed upper triangles (full, see
-        :func:`packed_second_moment`), ``sum_n w_n x x^T`` over the expanded
+        Second moments about the shift: upper triangles, row by row (full, K x D(D+1)/2),
+        ``sum_n w_n x x^T`` over the expanded
         components (tied), ``sum w r x^2`` (diag, K x D) or ``sum w r |x|^2``
         (spherical, K).
     log_likelihood, weight_sum : float
@@ -76,8 +78,7 @@ class MomentSums:
         """The sums as :class:`SufficientStats` (means about the origin, centred scatters)."""
         means_c = _means(self.first, self.mass)
         if covariance_type == "full":
-            n_components, n_features = self.first.shape
-            second = unpack_second_moment(self.second, n_components, n_features)
+            second = unpack_upper(self.second, self.first.shape[1])
             scatter = second - self.mass[:, None, None] * (means_c[:, :, None] * means_c[:, None, :])
         elif covariance_type == "tied":
             # sum_k sum_n r_nk (x - m_k)(x - m_k)^T = sum_n w_n x x^T - sum_k N_k m_k m_k^T
@@ -109,18 +110,22 @@ def _means(first, mass):
         return np.where(mass[:, None] > 0, first / mass[:, None], 0.0)
 
 
-def moment_sums(block: CentredBlock, resp, log_norm, sample_weight, covariance_type, ws) -> MomentSums:
-    """The sums of one block given its responsibilities (``resp`` is scratch: it is weighted in place)."""
+def moment_sums(block: CentredBlock, resp, log_norm, sample_weight, covariance_type, ws, quadratic=False) -> MomentSums:
+    """The sums of one block given its responsibilities (``resp`` is scratch: it is weighted in
+    place); ``quadratic``: a full model's by the block's quadratic columns."""
     resp, mass = _weighted_mass(resp, sample_weight)
     rows64 = block.exact()
     resp64 = resp if resp.dtype == np.float64 else resp.astype(np.float64)
     n_components, n_features = resp.shape[1], rows64.shape[1]
-    if covariance_type in ("full", "tied"):
-        first = resp64.T @ rows64
+    if quadratic:
+        sums = (quadratic_columns(rows64, ws) @ resp64).T  # K x (products, features, 1)
+        return quadratic_sums(block, resp, sums, log_norm, sample_weight, ws, mass)
     if covariance_type == "full":
+        first = resp64.T @ rows64
         second = packed_second_moment(rows64, resp64, ws)
-        diagonal = packed_diagonal(second, n_components, n_features)
+        diagonal = second[:, diagonal_positions(n_features)]
     elif covariance_type == "tied":
+        first = resp64.T @ rows64
         second = (rows64 * (resp64 @ np.ones(n_components))[:, None]).T @ rows64
         # the tied scatter is one sum: per feature, its expanded form loses what its total
         # second moment exceeds it by; only when that is too much are the components told apart
@@ -150,6 +155,19 @@ def separable_sums(block: CentredBlock, resp, sums, log_norm, sample_weight, cov
     return _finished_sums(block, resp, mass, first, second, diagonal, log_norm, sample_weight, covariance_type, ws)
 
 
+def quadratic_sums(block: CentredBlock, resp, sums, log_norm, sample_weight, ws, mass=None) -> MomentSums:
+    """:func:`moment_sums` of a full model whose GEMM is done: ``sums`` (K, D(D+1)/2 + D + 1) are
+    its weighted responsibilities ``resp`` (n, K) times the quadratic columns ``[x_i x_j, x, 1]``
+    (:func:`~daskgmm.densities.quadratic_columns`; :mod:`daskgmm.stacked` makes them for several
+    models at once). ``mass``: the responsibilities' column sums, where already summed."""
+    n_features = block.raw.shape[1]
+    n_products = n_features * (n_features + 1) // 2
+    second, first = sums[:, :n_products], sums[:, n_products : n_products + n_features]
+    mass = sums[:, -1] if mass is None else mass
+    return _finished_sums(block, resp, mass, first, second, second[:, diagonal_positions(n_features)], log_norm,
+                          sample_weight, "full", ws)
+
+
 def _finished_sums(block, resp, mass, first, second, diagonal, log_norm, sample_weight, covariance_type, ws):
     """The sums of the components the expanded form keeps, and the others' exactly centred."""
     n_rows, n_features = block.raw.shape
@@ -166,10 +184,7 @@ def _finished_sums(block, resp, mass, first, second, diagonal, log_norm, sample_
     if inexact.size:
         mass, first = mass.copy(), first.copy()
         mass[inexact] = first[inexact] = 0.0
-        if covariance_type == "full":
-            for _, _, part in _packed_parts(second, n_components, n_features):
-                part[:, inexact] = 0.0
-        elif covariance_type != "tied":
+        if covariance_type != "tied":
             second = second.copy()
             second[inexact] = 0.0
     return MomentSums(mass, first, second, _log_likelihood(log_norm, sample_weight),
@@ -179,7 +194,7 @@ def _finished_sums(block, resp, mass, first, second, diagonal, log_norm, sample_
 def log_likelihood_sums(log_norm, sample_weight, covariance_type, n_components, n_features) -> MomentSums:
     """Sums that carry only the rows' log-likelihood ``log_norm`` and weight: a scoring pass's
     (the final log-likelihoods of ``select_model``), no M-step sums."""
-    second_shape = {"full": _second_moment_groups(n_components, n_features)[1], "tied": (n_features, n_features),
+    second_shape = {"full": (n_components, n_features * (n_features + 1) // 2), "tied": (n_features, n_features),
                     "diag": (n_components, n_features), "spherical": n_components}[covariance_type]
     return MomentSums(np.zeros(n_components), np.zeros((n_components, n_features)), np.zeros(second_shape),
                       _log_likelihood(log_norm, sample_weight), _weight_sum(len(log_norm), sample_weight),
@@ -250,61 +265,42 @@ def _weighted_scatter(diff, weights, scratch):
     return np.triu(upper) + np.triu(upper, 1).T
 
 
-def _second_moment_groups(n_components, n_features):
-    """``(low, high, offset)`` of each feature group's part of a packed second moment, and the total size."""
-    parts, offset = [], 0
-    for low, high in feature_groups(n_features, n_features):
-        parts.append((low, high, offset))
-        offset += (high - low) * n_components * (n_features - low)
-    return parts, offset
+def diagonal_positions(n_features):
+    """Where the diagonal entries sit in an upper triangle stored row by row."""
+    return np.cumsum(np.r_[0, np.arange(n_features, 1, -1)])
+
+
+def unpack_upper(upper, n_features):
+    """The (K, D, D) symmetric matrices of upper triangles stored row by row, (K, D(D+1)/2)."""
+    rows, columns = np.triu_indices(n_features)
+    full = np.zeros((upper.shape[0], n_features, n_features))
+    full[:, rows, columns] = upper
+    full[:, columns, rows] = upper
+    return full
 
 
 def packed_second_moment(Xc, resp, ws):
-    """``sum_n r_nk x_n x_n^T`` of every component, packed (float64 rows and responsibilities).
+    """``sum_n r_nk x_n x_n^T`` of every component as upper triangles row by row, (K, D(D+1)/2)
+    (float64 rows and responsibilities; for models too narrow for the quadratic columns).
 
     Per feature group (rows ``low:high``) only columns ``low:`` (the upper
     triangle's) are computed: one GEMM of the responsibility-weighted rows,
     feature- and component-major so the weighting's inner loop runs over rows,
-    with the weighted copy only one group wide (it stays in cache). The packed
-    vector adds across blocks; :func:`unpack_second_moment` mirrors it.
+    with the weighted copy only one group wide (it stays in cache).
     """
     n_samples, n_features = Xc.shape
     n_components = resp.shape[1]
     rows_t, resp_t = np.ascontiguousarray(Xc.T), np.ascontiguousarray(resp.T)
-    groups, size = _second_moment_groups(n_components, n_features)
-    packed = np.empty(size)
-    for low, high, offset in groups:
+    upper = np.empty((n_components, n_features * (n_features + 1) // 2))
+    starts = diagonal_positions(n_features)
+    for low, high in feature_groups(n_features, n_features):
         width = (high - low) * n_components
         weighted = ws.get("weighted", (high - low, n_components, n_samples), Xc.dtype)
         np.multiply(rows_t[low:high, None, :], resp_t[None], out=weighted)
-        part = packed[offset : offset + width * (n_features - low)].reshape(width, n_features - low)
-        np.matmul(weighted.reshape(width, n_samples), Xc[:, low:], out=part)
-    return packed
-
-
-def _packed_parts(packed, n_components, n_features):
-    """Views ``(low, high, part)`` of a packed second moment, ``part`` of shape (high - low, K, D - low)."""
-    groups, _ = _second_moment_groups(n_components, n_features)
-    for low, high, offset in groups:
-        size = (high - low) * n_components * (n_features - low)
-        yield low, high, packed[offset : offset + size].reshape(high - low, n_components, n_features - low)
-
-
-def packed_diagonal(packed, n_components, n_features):
-    """Diagonal of every component's packed second moment, shape (K, D)."""
-    diagonal = np.empty((n_components, n_features))
-    for low, high, part in _packed_parts(packed, n_components, n_features):
-        index = np.arange(high - low)
-        diagonal[:, low:high] = part[index, :, index].T
-    return diagonal
-
-
-def unpack_second_moment(packed, n_components, n_features):
-    """The (K, D, D) symmetric second moments of a packed vector."""
-    second = np.zeros((n_components, n_features, n_features))
-    for low, high, part in _packed_parts(packed, n_components, n_features):
-        second[:, low:high, low:] = part.transpose(1, 0, 2)
-    return np.triu(second) + np.swapaxes(np.triu(second, 1), 1, 2)
+        part = (weighted.reshape(width, n_samples) @ Xc[:, low:]).reshape(high - low, n_components, n_features - low)
+        for row in range(low, high):  # row ``row`` of each triangle: its columns ``row:``
+            upper[:, starts[row] : starts[row] + n_features - row] = part[row - low, :, row - low :]
+    return upper
 
 
 def _weighted_mass(resp, sample_weight):

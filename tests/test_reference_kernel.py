@@ -1,10 +1,11 @@
 """The fast chunk kernel held to the obviously correct one (daskgmm.reference), on random shapes."""
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daskgmm import reference
+from daskgmm import kernels, reference
 from daskgmm.kernels import (GaussianAssigner, chunk_predict, chunk_predict_proba, chunk_score_samples,
                              chunk_statistics)
 from daskgmm.params import GaussianParams, compute_precision_cholesky
@@ -50,6 +51,43 @@ def test_fast_kernel_equals_the_reference(covariance_type, shape, dtype, weighte
     params = random_model(rng, covariance_type, n_components, n_features, centres, 1.0)
     weights = rng.uniform(0, 3, size=n) if weighted else None
 
+    assert_statistics_equal_the_reference(X, weights, params, block_rows, offset)
+    tolerance = 1e-9 if dtype == np.float64 else 2e-5
+    labels_exact, proba_exact, log_norm_exact = reference.per_row(X, params)
+    np.testing.assert_allclose(chunk_score_samples(X, params), log_norm_exact, rtol=tolerance,
+                               atol=tolerance * 10)
+    np.testing.assert_allclose(chunk_predict_proba(X, params), proba_exact, atol=tolerance * 10)
+    decided = np.sort(proba_exact, axis=1)[:, -1] - (np.sort(proba_exact, axis=1)[:, -2]
+                                                     if n_components > 1 else 0) > 1e-3
+    np.testing.assert_array_equal(chunk_predict(X, params)[decided], labels_exact[decided])
+
+
+@pytest.mark.parametrize("quadratic", [False, True], ids=["whitening", "quadratic columns"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", ["offset 1e5", "far components", "one collapsed", "weighted"])
+def test_both_full_forms_equal_the_reference(monkeypatch, quadratic, dtype, case):
+    """Full statistics by whitening and by the quadratic columns (each forced, whatever the
+    model's width) against the reference: far components and collapsed ones take the exact paths."""
+    monkeypatch.setattr(kernels, "uses_quadratic_form", lambda *args: quadratic)
+    rng = np.random.default_rng(7)
+    n_components, n_features = 4, 5
+    centres = rng.normal(scale=1e3 if case == "far components" else 3.0, size=(n_components, n_features))
+    offset = 1e5 if case == "offset 1e5" else 0.0
+    centres += offset
+    X = centres[rng.integers(n_components, size=3000)] + rng.normal(size=(3000, n_features))
+    params = random_model(rng, "full", n_components, n_features, centres, 1.0)
+    if case == "one collapsed":  # a component 1e-4 wide on a run of duplicated rows
+        X[:300] = X[0]
+        covariances = params.covariances.copy()
+        covariances[0] = np.eye(n_features) * 1e-8
+        params = GaussianParams("full", params.weights, np.vstack([X[:1], params.means[1:]]), covariances,
+                                compute_precision_cholesky(covariances, "full"))
+    weights = rng.uniform(0, 3, size=len(X)) if case == "weighted" else None
+    assert_statistics_equal_the_reference(X.astype(dtype), weights, params, 500, offset)
+
+
+def assert_statistics_equal_the_reference(X, weights, params, block_rows, offset):
+    covariance_type, n_components, dtype = params.covariance_type, params.n_components, X.dtype
     ours = chunk_statistics(X, weights, GaussianAssigner(params), covariance_type, n_components,
                             block_rows=block_rows)
     exact = reference.statistics(X, params, weights)
@@ -70,11 +108,3 @@ def test_fast_kernel_equals_the_reference(covariance_type, shape, dtype, weighte
         assert np.all(error <= 10 * tolerance * (scale[present] + total * 1e-12)), error.max()
     else:
         assert np.all(np.abs(ours.scatter - exact.scatter) <= 10 * tolerance * np.abs(exact.scatter).max())
-
-    labels_exact, proba_exact, log_norm_exact = reference.per_row(X, params)
-    np.testing.assert_allclose(chunk_score_samples(X, params), log_norm_exact, rtol=tolerance,
-                               atol=tolerance * 10)
-    np.testing.assert_allclose(chunk_predict_proba(X, params), proba_exact, atol=tolerance * 10)
-    decided = np.sort(proba_exact, axis=1)[:, -1] - (np.sort(proba_exact, axis=1)[:, -2]
-                                                     if n_components > 1 else 0) > 1e-3
-    np.testing.assert_array_equal(chunk_predict(X, params)[decided], labels_exact[decided])

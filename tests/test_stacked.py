@@ -48,6 +48,40 @@ def test_stacked_models_equal_their_lone_walks(dtype, weighted):
     assert_stacked_equals_lone(X.astype(dtype), weights, assigners, MODELS, rtol=1e-9)
 
 
+FULL_MODELS = [(1, "full"), (3, "full"), (4, "full"), (2, "full"), (2, "diag")]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_stacked_full_models_equal_their_lone_walks(dtype, weighted):
+    """select_model's full candidates: one E-step GEMM over the quadratic columns and one M-step
+    GEMM for all of them; each model's statistics as its lone walk's (whitening or quadratic
+    columns, whichever its width takes), a scored model's log-likelihood too."""
+    X = make_data(n_samples=5000, n_features=5, n_components=4, seed=3) + 1e5
+    weights = np.random.default_rng(0).uniform(0, 3, len(X)) if weighted else None
+    assigners = assigners_for(X, FULL_MODELS)
+    assigners[2] = GaussianScorer(assigners[2].params)
+    # float32: narrow lone models whiten in float32, the stacked ones use float64 columns
+    assert_stacked_equals_lone(X.astype(dtype), weights, assigners, FULL_MODELS,
+                               rtol=1e-9 if dtype == np.float64 else 1e-6)
+
+
+def test_stacked_full_models_keep_their_exact_paths():
+    X = make_data(n_samples=4000, n_features=3, n_components=3, seed=1)
+    X[:50] = X[0]
+    models = [(4, "full"), (2, "full")]
+    assigners = assigners_for(X, models)
+    params = assigners[0].params
+    means, covariances = params.means.copy(), params.covariances.copy()
+    means[0], covariances[0] = X[0], np.eye(3) * 1e-12  # collapsed onto the duplicated point
+    means[1] += 1e6  # far from every row
+    from daskgmm.params import compute_precision_cholesky
+
+    assigners[0] = GaussianAssigner(replace(params, means=means, covariances=covariances,
+                                            precisions_cholesky=compute_precision_cholesky(covariances, "full")))
+    assert_stacked_equals_lone(X, None, assigners, models, rtol=1e-8)
+
+
 def test_stacked_models_keep_their_exact_paths_for_far_and_collapsed_components():
     X = make_data(n_samples=4000, n_features=3, n_components=3, seed=1)
     X[:50] = X[0]  # duplicated rows: a component may sit on them alone
