@@ -129,12 +129,13 @@ def starts_for(init_params, n_components, covariance_types, data: RowData, rando
 
 
 def starting_statistics(data: RowData, starts, covariance_types, n_components, split_every,
-                        moments_type=None):
+                        moments_type=None, stack=False):
     """The statistics of every start, the assigners among ``starts`` all in one shared pass.
 
     ``starts`` are what :func:`start_for` returned. With ``moments_type`` (a covariance type),
     the same pass also returns the data's own moments (the statistics of one component holding
     every row, for priors taken from the data); it is then made even when no start needs it.
+    ``stack``: full starts' assignments stacked (:func:`~daskgmm.kernels.chunk_statistics_models`).
     Returns ``(statistics per start, moments or None)``.
     """
     starts = list(starts)
@@ -147,17 +148,17 @@ def starting_statistics(data: RowData, starts, covariance_types, n_components, s
         ks.append(1)
     if not assigners:
         return starts, None
-    stats = statistics_pass_many(data, assigners, types, ks, split_every)
+    stats = statistics_pass_many(data, assigners, types, ks, split_every, stack=stack)
     for i, pass_stats in zip(pending, stats):
         starts[i] = pass_stats
     return starts, stats[-1] if moments_type is not None else None
 
 
-def finish_starts(data: RowData, starts, covariance_types, n_components, reg_covar, split_every):
+def finish_starts(data: RowData, starts, covariance_types, n_components, reg_covar, split_every, stack=False):
     """Every start as ``GaussianParams`` (scikit-learn's initial M-step), the assigners among
-    ``starts`` in one shared pass. A start whose M-step fails becomes the ``ValueError`` it
-    raised, for the caller to raise or record."""
-    stats, _ = starting_statistics(data, starts, covariance_types, n_components, split_every)
+    ``starts`` in one shared pass (``stack``: see :func:`starting_statistics`). A start whose
+    M-step fails becomes the ``ValueError`` it raised, for the caller to raise or record."""
+    stats, _ = starting_statistics(data, starts, covariance_types, n_components, split_every, stack=stack)
     return [_initial_m_step(start_stats, reg_covar, data.dtype) for start_stats in stats]
 
 

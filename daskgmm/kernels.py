@@ -169,8 +169,8 @@ def chunk_statistics_models(X, sample_weight, assigners, covariance_types, n_com
                                 [covariance_types[m] for m in stacked_index],
                                 [isinstance(assigners[m], GaussianScorer) for m in stacked_index])
     # full E-steps over the quadratic columns stack from two models on (they have no compiled walk)
-    full_index = [m for m in range(n_models) if stack and isinstance(assigners[m], GaussianAssigner)
-                  and covariance_types[m] == "full"]
+    full_index = [m for m in range(n_models) if stack and covariance_types[m] == "full"
+                  and isinstance(assigners[m], (GaussianAssigner, NearestCentreAssigner))]
     total_components = sum(n_components[m] for m in full_index)
     if len(full_index) < 2 or not uses_quadratic_form("full", X.shape[1], total_components, X.dtype.itemsize):
         full_index = []
@@ -178,7 +178,7 @@ def chunk_statistics_models(X, sample_weight, assigners, covariance_types, n_com
     if full_index:
         from .stacked import StackedFullModels
 
-        stacked_full = StackedFullModels([assigners[m].params for m in full_index],
+        stacked_full = StackedFullModels([_stacked_model(assigners[m]) for m in full_index],
                                          [isinstance(assigners[m], GaussianScorer) for m in full_index])
     lone = [m for m in range(n_models) if m not in stacked_index and m not in full_index]
     block_rows = block_rows or min([default_block_rows(k, X.shape[1], X.dtype.itemsize, covariance_type)

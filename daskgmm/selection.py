@@ -215,7 +215,7 @@ def _initial_params(candidates, data, reg_covar, random_state, sample_size, spli
     if not all(isinstance(start, SufficientStats) for start in starts):
         passes += 1
     starts = finish_starts(data, starts, [c.covariance_type for c in candidates],
-                           [c.n_components for c in candidates], reg_covar, split_every)
+                           [c.n_components for c in candidates], reg_covar, split_every, stack=True)
     for c, start in zip(candidates, starts):
         if isinstance(start, ValueError):
             c.error = str(start)

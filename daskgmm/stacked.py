@@ -125,12 +125,18 @@ class StackedFullModels:
         Models whose rows' log-likelihood is all that is wanted (no M-step sums).
     """
 
-    def __init__(self, params, score_only):
-        order = sorted(range(len(params)), key=lambda m: bool(score_only[m]))  # summed first
-        self.params = [params[m] for m in order]
-        self.position_of = {m: u for u, m in enumerate(order)}
-        self.summed = sum(not score for score in score_only)
+    def __init__(self, models, score_only):
+        # k-means centres (hard responsibilities), then parameters with sums, then scored ones
+        kinds = ["hard" if isinstance(model, np.ndarray) else "scored" if score else "summed"
+                 for model, score in zip(models, score_only)]
+        self.centres = [model for model, kind in zip(models, kinds) if kind == "hard"]
+        order = sorted((m for m, kind in enumerate(kinds) if kind != "hard"), key=lambda m: kinds[m] == "scored")
+        self.params = [models[m] for m in order]
+        self.position_of = {m: ("soft", u) for u, m in enumerate(order)}
+        self.position_of.update({m: ("hard", u) for u, m in enumerate(m for m, k in enumerate(kinds) if k == "hard")})
+        self.summed = kinds.count("summed")
         self.edges = np.concatenate([[0], np.cumsum([p.n_components for p in self.params])]).astype(np.intp)
+        self.centre_edges = np.concatenate([[0], np.cumsum([len(c) for c in self.centres])]).astype(np.intp)
 
     def _prepared(self, shift):
         columns, unsafe, centred_means = [], [], []
@@ -142,15 +148,21 @@ class StackedFullModels:
         return np.hstack(columns), unsafe, centred_means
 
     def block_sums(self, block, sample_weight, ws):
-        """Every model's ``(MomentSums, log p(x))`` of ``block``, in the order given."""
+        """Every model's ``(MomentSums, log p(x))`` of ``block`` (log p(x) None for centres), in
+        the order given."""
         n_features = block.raw.shape[1]
-        prepared = ws.memo("stacked-full", self, block.shift.tobytes(), lambda: self._prepared(block.shift))
-        soft = stacked_e_and_m_steps(block, quadratic_columns(block.exact(), ws), prepared, self.params, self.edges,
-                                     self.summed, sample_weight, ws)
+        columns_t = quadratic_columns(block.exact(), ws)
+        soft = hard = []
+        if self.params:
+            prepared = ws.memo("stacked-full", self, block.shift.tobytes(), lambda: self._prepared(block.shift))
+            soft = stacked_e_and_m_steps(block, columns_t, prepared, self.params, self.edges, self.summed,
+                                         sample_weight, ws)
+        if self.centres:
+            hard = self._hard_sums(block, columns_t, sample_weight, ws)
         results = []
-        for m in range(len(self.params)):
-            u = self.position_of[m]
-            resp, sums, log_norm = soft[u]
+        for m in range(len(self.position_of)):
+            kind, u = self.position_of[m]
+            resp, sums, log_norm = soft[u] if kind == "soft" else hard[u]
             if resp is None:
                 block_sums = log_likelihood_sums(log_norm, sample_weight, "full", self.params[u].n_components,
                                                  n_features)
@@ -158,6 +170,23 @@ class StackedFullModels:
                 block_sums = quadratic_sums(block, resp, sums, log_norm, sample_weight, ws)
             results.append((block_sums, log_norm))
         return results
+
+    def _hard_sums(self, block, columns_t, sample_weight, ws):
+        """Per set of centres, ``(one-hot resp (n, K), sums (K, columns), None)``: each row to its
+        nearest centre (distances expanded about the shift in float64 from exactly centred rows,
+        as :class:`~daskgmm.kernels.NearestCentreAssigner` does), all sets' sums in one GEMM."""
+        rows = block.exact()
+        centres = np.vstack(self.centres) - block.shift
+        distances = np.sum(centres**2, axis=1) - 2 * (rows @ centres.T)
+        resp_t = ws.get("stacked_hard_resp", (self.centre_edges[-1], block.n_rows), np.float64)
+        resp_t[...] = 0
+        weight = 1.0 if sample_weight is None else sample_weight.astype(np.float64)
+        everyone = np.arange(block.n_rows)
+        for low, high in zip(self.centre_edges[:-1], self.centre_edges[1:]):
+            resp_t[low + np.argmin(distances[:, low:high], axis=1), everyone] = weight
+        sums = resp_t @ columns_t.T
+        return [(resp_t[low:high].T, sums[low:high], None)
+                for low, high in zip(self.centre_edges[:-1], self.centre_edges[1:])]
 
 
 def stacked_e_and_m_steps(block, columns_t, prepared, params_list, edges, summed, sample_weight, ws):

@@ -66,6 +66,19 @@ def test_stacked_full_models_equal_their_lone_walks(dtype, weighted):
                                rtol=1e-9 if dtype == np.float64 else 1e-6)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_stacked_full_kmeans_assignments_equal_the_lone_ones(weighted):
+    """select_model's full k-means starts: every set of centres assigned in one walk, their sums
+    from the block's quadratic columns: each start's statistics as its lone assignment's."""
+    X = make_data(n_samples=5000, n_features=4, n_components=4, seed=4) + 1e5
+    weights = np.random.default_rng(1).uniform(0, 3, len(X)) if weighted else None
+    models = [(2, "full"), (4, "full"), (3, "full")]
+    rng = np.random.default_rng(0)
+    assigners = [NearestCentreAssigner(X[rng.choice(len(X), k, replace=False)]) for k, _ in models]
+    assigners[2] = NearestCentreAssigner(np.vstack([assigners[2].centres[:2], [[1e9] * 4]]))  # one empty
+    assert_stacked_equals_lone(X, weights, assigners, models, rtol=1e-9)
+
+
 def test_stacked_full_models_keep_their_exact_paths():
     X = make_data(n_samples=4000, n_features=3, n_components=3, seed=1)
     X[:50] = X[0]
