@@ -35,10 +35,16 @@ RANDOM_BLOCK_ROWS = 4096
 
 
 class GaussianAssigner:
-    """E-step responsibilities under the current mixture parameters."""
+    """E-step responsibilities under the current mixture parameters.
 
-    def __init__(self, params: GaussianParams):
+    ``compiled``: whether a diag or spherical model's statistics run as the compiled loops of
+    :mod:`daskgmm.compiled` (the default, faster) or by NumPy's GEMM forms (``False``: what the
+    tests hold the loops to); full and tied models have only NumPy's forms.
+    """
+
+    def __init__(self, params: GaussianParams, compiled=True):
         self.params = params
+        self.compiled = bool(compiled) and params.covariance_type in COMPILED_TYPES
 
     def assign(self, block, rows, workspace=None, quadratic=False):
         return normalize_log_prob(weighted_log_prob(block, self.params, workspace, quadratic), workspace)
@@ -55,10 +61,13 @@ class NearestCentreAssigner:
 
     Distances are expanded about the block's shift in float64 (from exactly
     centred rows), so far or tight clusters of float32 data keep their labels.
+    ``compiled``: diag and spherical starts are assigned by one compiled walk
+    (:func:`~daskgmm.compiled.nearest_centre_blocks`) unless ``False``.
     """
 
-    def __init__(self, centres):
+    def __init__(self, centres, compiled=True):
         self.centres = np.asarray(centres, dtype=np.float64)
+        self.compiled = bool(compiled)
 
     def assign(self, block, rows, workspace=None, quadratic=False):
         centres = self.centres - block.shift
@@ -158,8 +167,8 @@ def chunk_statistics_models(X, sample_weight, assigners, covariance_types, n_com
     stackable = [m for m in range(n_models) if covariance_types[m] in COMPILED_TYPES]
     # k-means assignments always go together (one compiled walk, each the same as alone); E-steps
     # only with ``stack`` and enough of them to beat their compiled walks (measured: 6 or more)
-    hard = [m for m in stackable if isinstance(assigners[m], NearestCentreAssigner)]
-    soft = [m for m in stackable if isinstance(assigners[m], GaussianAssigner)]
+    hard = [m for m in stackable if isinstance(assigners[m], NearestCentreAssigner) and assigners[m].compiled]
+    soft = [m for m in stackable if isinstance(assigners[m], GaussianAssigner) and assigners[m].compiled]
     stacked_index = hard + (soft if stack and len(soft) >= MIN_STACKED_E_STEPS else [])
     stacked = None
     if stacked_index:
@@ -244,10 +253,11 @@ def _stacked_model(assigner):
 
 def block_sums_of(assigner, block, rows, sample_weight, covariance_type, n_components, workspace):
     """``(moment sums, log p(x) or None)`` of one block for one model: the compiled loops of
-    :mod:`daskgmm.compiled` for a diag or spherical E-step, NumPy's GEMM forms for the rest
-    (diag and spherical k-means assignments go through :class:`~daskgmm.stacked.StackedModels`)."""
+    :mod:`daskgmm.compiled` for an assigner that asks for them (``compiled``: diag and spherical
+    E-steps by default), NumPy's GEMM forms for the rest (compiled diag and spherical k-means
+    assignments go through :class:`~daskgmm.stacked.StackedModels`)."""
     if isinstance(assigner, GaussianScorer):
-        if covariance_type in COMPILED_TYPES:
+        if assigner.compiled:
             from .compiled import per_row_output
 
             log_norm = per_row_output(block, assigner.params, "log_norm", workspace)
@@ -255,7 +265,7 @@ def block_sums_of(assigner, block, rows, sample_weight, covariance_type, n_compo
             log_norm = normalize_log_prob(weighted_log_prob(block, assigner.params, workspace), workspace)[1]
         return log_likelihood_sums(log_norm, sample_weight, covariance_type, assigner.params.n_components,
                                    block.raw.shape[1]), log_norm
-    if isinstance(assigner, GaussianAssigner) and covariance_type in COMPILED_TYPES:
+    if isinstance(assigner, GaussianAssigner) and assigner.compiled:
         # imported here, not above: numba costs a worker ~108 MiB, which full and tied fits never need
         from .compiled import separable_block
 

@@ -3,24 +3,18 @@ statistics up to round-off, on awkward data too, and only their fits import numb
 
 import subprocess
 import sys
+import types
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from daskgmm import GaussianMixture
+from daskgmm import GaussianMixture, kernels
 from daskgmm.blocks import centre_block
 from daskgmm.densities import normalize_log_prob, weighted_log_prob
 from daskgmm.kernels import GaussianAssigner, chunk_statistics, per_row
 
 from conftest import fit_quietly, make_data
-
-
-class NumpyFormsAssigner(GaussianAssigner):
-    """The same E-step by NumPy's forms: the kernel compiles only the plain GaussianAssigner."""
-
-    def assign(self, block, rows, workspace=None):
-        return super().assign(block, rows, workspace)
 
 
 def params_for(X, n_components, covariance_type):
@@ -31,7 +25,7 @@ def params_for(X, n_components, covariance_type):
 def assert_compiled_equals_numpy_forms(X, weights, params, rtol):
     compiled = chunk_statistics(X, weights, GaussianAssigner(params), params.covariance_type,
                                 params.n_components, block_rows=1000, track_worst=3)
-    numpy_forms = chunk_statistics(X, weights, NumpyFormsAssigner(params), params.covariance_type,
+    numpy_forms = chunk_statistics(X, weights, GaussianAssigner(params, compiled=False), params.covariance_type,
                                    params.n_components, block_rows=1000, track_worst=3)
     for name in ("resp_sum", "means", "scatter", "worst_log_prob"):
         np.testing.assert_allclose(getattr(compiled, name), getattr(numpy_forms, name), rtol=rtol, atol=0,
@@ -68,6 +62,39 @@ def test_compiled_loops_on_far_collapsed_and_empty_components(covariance_type):
     assert_compiled_equals_numpy_forms(X, None, params, rtol=1e-8)
     stats = chunk_statistics(X, None, GaussianAssigner(params), covariance_type, 4)
     assert stats.resp_sum[3] == 0 and stats.resp_sum[0] >= 50 - 1e-9
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_the_compiled_and_numpy_paths_are_two_paths(monkeypatch, covariance_type):
+    """Each path runs without the other: with the compiled loops stubbed out the NumPy forms still
+    answer (and the compiled path fails), with the NumPy forms stubbed out the compiled loops
+    answer (and the NumPy path fails). Until 2026-12 a subclass meant to reach the NumPy forms
+    was sent to the compiled loops, and the comparisons above compared numba with numba."""
+    X = make_data(n_samples=2000, n_features=3, n_components=3, seed=2)
+    params = params_for(X, 3, covariance_type)
+
+    def statistics(compiled):
+        return chunk_statistics(X, None, GaussianAssigner(params, compiled=compiled), covariance_type, 3)
+
+    with monkeypatch.context() as patch:
+        stub = types.ModuleType("daskgmm.compiled")
+
+        def missing(name):
+            raise RuntimeError(f"compiled loops stubbed out ({name})")
+
+        stub.__getattr__ = missing
+        patch.setitem(sys.modules, "daskgmm.compiled", stub)
+        statistics(compiled=False)
+        with pytest.raises(RuntimeError, match="stubbed out"):
+            statistics(compiled=True)
+    with monkeypatch.context() as patch:
+        def broken(*args, **kwargs):
+            raise RuntimeError("NumPy forms stubbed out")
+
+        patch.setattr(kernels, "moment_sums", broken)
+        statistics(compiled=True)
+        with pytest.raises(RuntimeError, match="stubbed out"):
+            statistics(compiled=False)
 
 
 def test_only_diag_and_spherical_fits_import_numba():
