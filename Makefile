@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test test-oldest bench bench-out-of-core clean
+.PHONY: demo test test-fast lint test-oldest bench bench-out-of-core clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,14 @@ demo: $(VENV)/.installed-run
 ## test: the whole test suite
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## test-fast: the unit tier, under a minute: no local clusters, no subprocesses, nothing marked slow
+test-fast: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -q -m "not slow and not cluster and not subprocess" $(PYTEST_ARGS)
+
+## lint: ruff's pyflakes and pycodestyle checks (pyproject.toml [tool.ruff]); CI runs it
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
 
 # The oldest scikit-learn pyproject.toml accepts, in its own environment.
 OLDEST_SKLEARN := scikit-learn==1.6.1

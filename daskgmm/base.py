@@ -50,8 +50,9 @@ DASK_PARAMETER_CONSTRAINTS = {
 }
 # incremental EM's waves per pass when "auto": about one task per thread in each wave, within these
 AUTO_WAVES = (2, 16)
-# partial_fit's steps when batch_size="auto": about this many per call, of at least this many rows. Measured (benchmarks/passes.py): one epoch of online EM lands near batch EM with
-# hundreds of steps, and a step of fewer rows costs more in overhead than it gains.
+# partial_fit's steps when batch_size="auto": about this many per call, of at least this many rows.
+# Measured (benchmarks/passes.py): one epoch of online EM lands near batch EM with hundreds of
+# steps, and a step of fewer rows costs more in overhead than it gains.
 AUTO_STEPS, AUTO_MIN_STEP_ROWS = 1000, 256
 
 

@@ -199,6 +199,7 @@ def chunk_statistics_models(X, sample_weight, assigners, covariance_types, n_com
     totals = [SufficientStats.empty(covariance_type, k, X.shape[1])
               for covariance_type, k in zip(covariance_types, n_components)]
     sums = [None] * n_models
+    previous_shift = None  # the shift the open sums are about
     for start in range(0, X.shape[0], block_rows):
         raw = X[start : start + block_rows]
         weights = None if sample_weight is None else sample_weight[start : start + block_rows]

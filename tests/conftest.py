@@ -5,10 +5,10 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
+import sklearn
 from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
-import sklearn
 
 # the oracle's release: daskgmm follows the newest's conventions (float32 attributes for float32
 # data, lower_bounds_), whichever is installed
@@ -85,3 +85,40 @@ def assert_same_model(ours, reference, rtol):
     np.testing.assert_allclose(ours.lower_bound_, reference.lower_bound_, rtol=rtol)
     if hasattr(reference, "lower_bounds_"):  # scikit-learn >= 1.7 records every iteration's bound
         np.testing.assert_allclose(ours.lower_bounds_, reference.lower_bounds_, rtol=rtol)
+
+
+# Test tiers: `make test-fast` runs what is marked neither `cluster` (a distributed LocalCluster or
+# Client), `subprocess` (the CLI, a benchmark, an example or Python in a subprocess) nor `slow`.
+# Whole modules first, then single tests of mixed modules (module::test).
+SUBPROCESS_MODULES = {"test_benchmarks", "test_examples", "test_cli", "test_cli_first_hour", "test_demo_and_readme",
+                      "test_cluster_route", "test_nothing_lost"}
+CLUSTER_MODULES = {"test_cluster", "test_faults", "test_schedulers", "test_tls_deployment"}
+# scikit-learn's own suites: ~20 s of many small fits
+SLOW_MODULES = {"test_sklearn_suite", "test_sklearn_bayesian_suite"}
+TIERS = {
+    "cluster": {"test_checkpoint::test_lost_scheduler_then_resume", "test_checkpoint::test_sigterm_then_resume",
+                "test_fewer_passes::test_incremental_results_do_not_depend_on_the_scheduler",
+                "test_io::test_hdf5_dataset_read_in_worker_processes",
+                "test_partial_fit::test_partial_fit_does_not_depend_on_the_scheduler",
+                "test_restarts::test_chunks_done_within_a_pass_are_told_and_change_nothing",
+                "test_gpu::test_gpu_reseeding_and_a_process_cluster_give_the_cpu_fit"},
+    "subprocess": {"test_compiled::test_only_diag_and_spherical_fits_import_numba",
+                   "test_bayesian::test_command_line_fit_info_predict",
+                   "test_fewer_passes::test_command_line_algorithms"},
+    "slow": {"test_selection::test_several_init_methods_rescue_k_on_elongated_clusters",
+             "test_fewer_passes::test_incremental_bound_never_decreases_and_ends_at_a_fixed_point_of_batch_em",
+             "test_selection::test_candidates_equal_independent_fits_and_share_passes"},
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        name = f"{module}::{item.originalname}"
+        if module in SUBPROCESS_MODULES or name in TIERS["subprocess"]:
+            item.add_marker(pytest.mark.subprocess)
+        if module in CLUSTER_MODULES or name in TIERS["cluster"]:
+            item.add_marker(pytest.mark.cluster)
+        if module in SLOW_MODULES or name in TIERS["slow"]:
+            item.add_marker(pytest.mark.slow)
+
