@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .blocks import SharedCentre, Workspace, block_mean, centre_block, default_block_rows
-from .blocks import uses_quadratic_form
+from .blocks import SharedCentre, Workspace, block_mean, centre_block, default_block_rows, uses_quadratic_form
 from .densities import normalize_log_prob, weighted_log_prob
 from .moments import log_likelihood_sums, moment_sums, separable_sums
 from .params import GaussianParams
@@ -177,7 +176,8 @@ def chunk_statistics_models(X, sample_weight, assigners, covariance_types, n_com
         stacked = StackedModels([_stacked_model(assigners[m]) for m in stacked_index],
                                 [covariance_types[m] for m in stacked_index],
                                 [isinstance(assigners[m], GaussianScorer) for m in stacked_index])
-    # full E-steps over the quadratic columns stack from two models on (they have no compiled walk)
+    # full models' E-steps and k-means assignments stack from two models on, over the block's
+    # quadratic columns, when together they are wide enough for them (there is no compiled walk)
     full_index = [m for m in range(n_models) if stack and covariance_types[m] == "full"
                   and isinstance(assigners[m], (GaussianAssigner, NearestCentreAssigner))]
     total_components = sum(n_components[m] for m in full_index)

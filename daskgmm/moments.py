@@ -13,10 +13,10 @@ round-off floor is needed: what the expanded form keeps has at least 13 digits.
 - full: one GEMM of the block's quadratic columns (:func:`~daskgmm.densities.quadratic_columns`,
   made for the E-step) with the responsibilities, for models wide enough for them
   (:func:`~daskgmm.blocks.uses_quadratic_form`); else one GEMM per feature group of the
-  responsibility-weighted rows; either gives the upper triangles of every component's second moment, in float64 for float32
-  data too (exactly centred rows; a float32 GEMM would keep too few digits of the
-  expanded form, and K exactly centred float32 scatters, the earlier way, cost more
-  than this: the float32 M-step was slower than float64's);
+  responsibility-weighted rows. Either gives the upper triangles of every component's second
+  moment, in float64 for float32 data too (exactly centred rows; a float32 GEMM would keep too
+  few digits of the expanded form, and K exactly centred float32 scatters, the earlier way,
+  cost more than this: the float32 M-step was slower than float64's);
 - diag, spherical: one GEMM over the moment columns ``[x, x^2, 1]``;
 - tied: one weighted GEMM; where its per-feature check fails, per-component
   diagonal moments tell which components to compute exactly centred.
