@@ -33,7 +33,8 @@ import numpy as np
 from numba import njit
 
 from .blocks import CentredBlock, Workspace
-from .densities import exp_clamp, log_prob_offset
+from .densities import exp_clamp
+from .params import log_prob_offset
 from .params import GaussianParams
 
 # Reassociation lets LLVM vectorise the sums over features; no-NaN/no-inf flags are left

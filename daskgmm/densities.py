@@ -29,9 +29,8 @@ import math
 import numpy as np
 
 from .blocks import CentredBlock, Workspace
-from .params import GaussianParams, log_det_cholesky
+from .params import GaussianParams, log_prob_offset
 
-LOG_2PI = math.log(2 * math.pi)
 # Largest round-off (in nats, estimated as eps(dtype) x the size of the terms a
 # fast form cancels) allowed in a component's log-probability. 1e-4 keeps
 # responsibilities right to 1e-4 of themselves in float32 and lets almost every
@@ -51,13 +50,6 @@ def feature_groups(group_features, n_features):
     parts = max(1, min(4, group_features // FEATURES_PER_GROUP))
     edges = np.linspace(0, n_features, parts + 1).astype(int)
     return list(zip(edges[:-1], edges[1:]))
-
-
-def log_prob_offset(params: GaussianParams, n_features):
-    """``log w_k + log det U_k - D/2 log(2 pi)`` per component (float64; ``log w_k`` is
-    :meth:`~daskgmm.params.GaussianParams.log_weights`, which a variational E-step replaces)."""
-    log_det = log_det_cholesky(params.precisions_cholesky, params.covariance_type, n_features)
-    return log_det + params.log_weights() - 0.5 * n_features * LOG_2PI
 
 
 def whitened_distance_squared(means_c, precisions_cholesky, covariance_type):

@@ -18,16 +18,14 @@ Products run in the data's dtype, sums in float64.
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 import numpy as np
 
 from .kernels import new_per_row_output, worst_explained
-from .params import GaussianParams, log_det_cholesky
+from .params import GaussianParams, log_prob_offset
 from .stats import SufficientStats
 
-LOG_2PI = math.log(2 * math.pi)
 # Rows per block on the GPU: the largest temporaries are K x rows x D; this many
 # bytes of them keep several tasks' blocks well inside any current GPU's memory.
 GPU_BLOCK_BYTES = 256 * 2**20
@@ -70,9 +68,7 @@ def _block_rows(n_components, n_features):
 
 def _device_params(cp, params: GaussianParams, dtype):
     """The parameters as device arrays of ``dtype`` (means in float64: they are shifted per block)."""
-    n_features = params.means.shape[1]
-    log_det = log_det_cholesky(params.precisions_cholesky, params.covariance_type, n_features)
-    offset = log_det + params.log_weights() - 0.5 * n_features * LOG_2PI
+    offset = log_prob_offset(params, params.means.shape[1])
     return dict(
         means=cp.asarray(params.means, dtype=np.float64),
         chol=cp.asarray(params.precisions_cholesky, dtype=dtype),

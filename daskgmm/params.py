@@ -18,6 +18,8 @@ from scipy import linalg
 
 from .stats import SufficientStats, scatter_shape
 
+LOG_2PI = math.log(2 * math.pi)
+
 ILL_DEFINED_COVARIANCE = (
     "Fitting the mixture model failed because some components have "
     "ill-defined empirical covariance (for instance caused by singleton "
@@ -200,6 +202,13 @@ def log_det_cholesky(precisions_cholesky, covariance_type, n_features):
     return n_features * np.log(chol)
 
 
+def log_prob_offset(params: GaussianParams, n_features):
+    """``log w_k + log det U_k - D/2 log(2 pi)`` per component (float64; ``log w_k`` is
+    :meth:`~daskgmm.params.GaussianParams.log_weights`, which a variational E-step replaces)."""
+    log_det = log_det_cholesky(params.precisions_cholesky, params.covariance_type, n_features)
+    return log_det + params.log_weights() - 0.5 * n_features * LOG_2PI
+
+
 def mass_guard(stats: SufficientStats, data_dtype=np.float64) -> float:
     """scikit-learn's ``10 * finfo(dtype).eps``, added to every component mass, in units of the weights.
 
@@ -318,9 +327,7 @@ def expected_log_density(stats: SufficientStats, params: GaussianParams) -> floa
     log-density under ``params``) for the responsibilities behind ``stats``, from the centred
     statistics alone: exact, since ``log p_k`` is a constant minus half a Mahalanobis distance."""
     n_features = stats.n_features
-    constant = (params.log_weights() + log_det_cholesky(params.precisions_cholesky, params.covariance_type,
-                                                        n_features)
-                - 0.5 * n_features * math.log(2 * math.pi))
+    constant = log_prob_offset(params, n_features)
     used = stats.resp_sum > 0  # an empty component adds nothing, even with a term of -inf
     return float(np.sum(stats.resp_sum[used] * constant[used]) - 0.5 * weighted_mahalanobis_total(
         stats, params.means, params.precisions_cholesky))

@@ -10,12 +10,11 @@ n x K x D temporaries) and meant for tests and for anyone checking
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 from scipy.special import logsumexp
 
-from .params import GaussianParams
+from .params import LOG_2PI, GaussianParams
 from .stats import SufficientStats
 
 
@@ -37,7 +36,7 @@ def weighted_log_prob(X, params: GaussianParams):
             factor = chol[k] * np.eye(n_features)
         whitened = diff @ factor
         log_det = np.sum(np.log(np.diag(factor)))
-        out[:, k] = params.log_weights()[k] + log_det - 0.5 * n_features * math.log(2 * math.pi) \
+        out[:, k] = params.log_weights()[k] + log_det - 0.5 * n_features * LOG_2PI \
             - 0.5 * np.sum(whitened**2, axis=1)
     return out
 
