@@ -24,7 +24,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .data import RowData, as_dask_rows, as_sample_weight, describe_input, feature_names
-from .engine import FitResult, Run, advance_runs, fit_mixture
+from .engine import Run, advance_runs, fit_mixture
 from .kernels import COMPILED_TYPES
 from .passes import per_row_pass, statistics_kernel
 from .init import draw_sample
@@ -32,6 +32,7 @@ from .model_io import checkpoint_for, save_model
 from .outputs import check_output
 from .reporting import NotebookProgress, Reporters, TextProgress, VerbosePrinter, in_notebook
 from .online import OnlineState, online_steps
+from .records import FitResult
 from .runtime import blas_threads_for, check_worker_memory, total_threads, worker_deaths_explained
 
 # daskgmm's own constructor parameters, shared by its estimators (documented on each)

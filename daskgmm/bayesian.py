@@ -13,8 +13,7 @@ import numpy as np
 from sklearn.mixture import BayesianGaussianMixture as _SklearnBayesianGaussianMixture
 
 from .base import DASK_PARAMETER_CONSTRAINTS, DaskMixtureMixin
-from .engine import FitResult
-from .passes import DEFAULT_SPLIT_EVERY
+from .records import DEFAULT_SPLIT_EVERY, FitResult
 from .family import VariationalFamily
 from .init import DEFAULT_INIT_SAMPLE_SIZE, draw_starts, starting_statistics
 from .params import GaussianParams, check_representable

@@ -12,31 +12,20 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import dask
 import numpy as np
 
 from .data import RowData
 from .family import ModelFamily
-from .params import GaussianParams
-from .passes import DEFAULT_SPLIT_EVERY, statistics_pass_many
+from .passes import statistics_pass_many
+from .records import DEFAULT_SPLIT_EVERY, FitResult
 from .reporting import Reporter, SilentReporter
 from .runtime import active_client, memory_budget
 from .stats import merge_stats
 
 logger = logging.getLogger("daskgmm")
-
-
-@dataclass
-class FitResult:
-    """Outcome of one EM run (or the best of several)."""
-
-    params: GaussianParams
-    lower_bound: float
-    lower_bounds: list = field(default_factory=list)
-    n_iter: int = 0
-    converged: bool = False
 
 
 def place_data(data: RowData, persist="auto") -> RowData:

@@ -13,8 +13,7 @@ import numpy as np
 from sklearn.mixture import GaussianMixture as _SklearnGaussianMixture
 
 from .base import DASK_PARAMETER_CONSTRAINTS, DaskMixtureMixin
-from .engine import FitResult
-from .passes import DEFAULT_SPLIT_EVERY
+from .records import DEFAULT_SPLIT_EVERY, FitResult
 from .family import GaussianFamily
 from .init import DEFAULT_INIT_SAMPLE_SIZE, initial_parameters
 from .params import GaussianParams, check_representable, information_criteria, n_parameters

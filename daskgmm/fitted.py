@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .engine import FitResult
+from .records import FitResult
 from .bayesian import BayesianGaussianMixture
 from .estimator import GaussianMixture
 from .model_io import ARRAYS, SCALARS, ModelFileError, read_directory

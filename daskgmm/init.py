@@ -33,7 +33,8 @@ import numpy as np
 from sklearn.cluster import KMeans, kmeans_plusplus
 
 from .data import RowData
-from .passes import DEFAULT_SPLIT_EVERY, statistics_pass_many
+from .passes import statistics_pass_many
+from .records import DEFAULT_SPLIT_EVERY
 from .kernels import NearestCentreAssigner, RandomAssigner
 from .params import (
     GaussianParams,

@@ -226,7 +226,7 @@ class CheckpointFile:
         return EMState(runs)
 
     def _result(self, info, arrays, prefix):
-        from .engine import FitResult
+        from .records import FitResult
 
         start = f"{prefix}_"
         params = params_type(self.fingerprint.get("model", "GaussianMixture")).from_arrays(

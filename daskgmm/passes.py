@@ -22,11 +22,11 @@ from dask.callbacks import Callback
 from .data import RowData
 from .kernels import chunk_statistics
 from .params import GaussianParams
+from .records import DEFAULT_SPLIT_EVERY
 from .runtime import active_client, blas_threads_for
 from .stats import check_finite
 from .tasks import chunk_statistics_in_pass, chunk_task, merge_chunk_results, per_row_column
 
-DEFAULT_SPLIT_EVERY = 16
 
 
 def tree_merge(parts, split_every=DEFAULT_SPLIT_EVERY, merge=merge_chunk_results, submit=None):

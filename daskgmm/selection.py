@@ -24,9 +24,10 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from .data import RowData, as_dask_rows, as_sample_weight, feature_names
-from .engine import FitResult, advance_runs, place_data
+from .engine import advance_runs, place_data
 from .kernels import COMPILED_TYPES, GaussianScorer
-from .passes import DEFAULT_SPLIT_EVERY, statistics_pass_many
+from .passes import statistics_pass_many
+from .records import DEFAULT_SPLIT_EVERY, FitResult
 from .estimator import GaussianMixture
 from .family import GaussianFamily
 from .fitted import fitted_estimator

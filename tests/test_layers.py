@@ -7,7 +7,8 @@ import daskgmm
 
 # Lowest first. A module may import from any earlier layer, never from its own or a later one.
 LAYERS = [
-    {"stats", "runtime", "outputs", "cluster", "plot", "datasets", "reporting", "validation", "certificates", "readers"},
+    {"stats", "runtime", "outputs", "cluster", "plot", "datasets", "reporting", "validation", "certificates", "readers",
+     "records"},
     {"params"},
     {"blocks", "variational"},
     {"densities"},
