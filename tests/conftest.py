@@ -1,6 +1,13 @@
-"""Shared data and helpers: small mixtures, scikit-learn starting points, tolerances."""
+"""Shared data and helpers, the one module tests import them from: small mixtures, scikit-learn
+starting points, tolerances, counted and interrupted reads, the command line in a subprocess,
+and the test tiers."""
 
+import json
+import shutil
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +35,11 @@ def make_data(n_samples=2000, n_features=3, n_components=4, offset=0.0, seed=0):
         rows = labels == k
         X[rows] = centres[k] + rng.normal(size=(rows.sum(), n_features)) @ mixing[k]
     return X + offset
+
+
+BLOBS = make_data(n_samples=1500, n_features=2, n_components=3, seed=21)
+# 60 copies of one point, far from the blobs: a component started there collapses onto it
+SPIKE = np.vstack([BLOBS, np.repeat([[40.0, 40.0]], 60, axis=0)])
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +72,46 @@ def counting_reads(X, chunk_rows):
         return block
 
     return da.from_array(X, chunks=(chunk_rows, X.shape[1])).map_blocks(record, dtype=X.dtype), reads
+
+
+def interrupting(X, after_reads):
+    """X as a Dask array whose reads raise KeyboardInterrupt after ``after_reads`` chunk reads."""
+    count = [0]
+
+    def read(block):
+        count[0] += 1
+        if count[0] > after_reads:
+            raise KeyboardInterrupt
+        return block
+
+    import dask.array as da
+
+    return da.from_array(X, chunks=500).map_blocks(read, dtype=X.dtype)
+
+
+def as_interrupted(path):
+    """Mark a finished checkpoint as a fit still going (as after a crash after its last iteration)."""
+    state = json.loads((path / "model.json").read_text())
+    state["finished"] = False
+    (path / "model.json").write_text(json.dumps(state))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def daskgmm_command():
+    """The installed ``daskgmm`` command beside this Python, or ``python -m daskgmm.cli``."""
+    installed = shutil.which("daskgmm", path=str(Path(sys.executable).parent))
+    return [installed] if installed else [sys.executable, "-m", "daskgmm.cli"]
+
+
+def run(*args, check=True, timeout=300):
+    """The command line with ``args`` in a subprocess (from the repository root)."""
+    result = subprocess.run(daskgmm_command() + [str(a) for a in args], capture_output=True, text=True,
+                            timeout=timeout, cwd=ROOT)
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
 
 
 def fit_quietly(estimator, *args, **kwargs):

@@ -14,8 +14,7 @@ from daskgmm.family import VariationalFamily
 from daskgmm.model_io import describe_model
 from daskgmm.variational import PriorSettings, Priors
 
-from conftest import COVARIANCE_TYPES, counting_reads, fit_quietly, make_data
-from test_checkpoint import interrupting
+from conftest import COVARIANCE_TYPES, counting_reads, fit_quietly, interrupting, make_data, run
 
 PRIOR_TYPES = ["dirichlet_process", "dirichlet_distribution"]
 ATTRIBUTES = ["weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_", "mean_precision_",
@@ -222,7 +221,6 @@ def test_pickle_free_sampling_and_lazy_predictions(X_far):
 def test_command_line_fit_info_predict(tmp_path):
     import zarr
 
-    from test_cli import run
 
     rng = np.random.default_rng(4)
     X = np.vstack([c + rng.normal(size=(800, 2)) for c in ([0.0, 0.0], [9.0, 0.0], [0.0, 9.0])])

@@ -14,7 +14,7 @@ import pytest
 
 from daskgmm import GaussianMixture
 
-from conftest import FITTED_ARRAYS, fit_quietly, make_data
+from conftest import FITTED_ARRAYS, as_interrupted, fit_quietly, interrupting, make_data
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = dict(n_components=4, init_params="random_from_data", n_init=2, random_state=5, tol=1e-7,
@@ -47,19 +47,6 @@ def wait_for_iteration(path, n_iter, timeout=120):
             return True
         time.sleep(0.02)
     return False
-
-
-def interrupting(X, after_reads):
-    """X as a Dask array whose reads raise KeyboardInterrupt after ``after_reads`` chunk reads."""
-    count = [0]
-
-    def read(block):
-        count[0] += 1
-        if count[0] > after_reads:
-            raise KeyboardInterrupt
-        return block
-
-    return da.from_array(X, chunks=500).map_blocks(read, dtype=X.dtype)
 
 
 def test_checkpointing_does_not_change_the_fit(X, uninterrupted, tmp_path):
@@ -104,13 +91,6 @@ def test_sigterm_then_resume(X, uninterrupted, tmp_path):
     assert not state["finished"] and all(run["n_iter"] >= 3 for run in state["runs"])
     resumed = fit_quietly(GaussianMixture(**SETTINGS, checkpoint=path), da.from_array(X, chunks=500))
     assert_identical(resumed, uninterrupted)
-
-
-def as_interrupted(path):
-    """Mark a finished checkpoint as a fit still going (as after a crash after its last iteration)."""
-    state = json.loads((path / "model.json").read_text())
-    state["finished"] = False
-    (path / "model.json").write_text(json.dumps(state))
 
 
 def test_checkpoint_of_an_earlier_format_is_refused_with_what_to_do(X, tmp_path):

@@ -1,10 +1,6 @@
 """The `daskgmm` command, run for real in subprocesses."""
 
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,23 +9,7 @@ import zarr
 import daskgmm
 from daskgmm import GaussianMixture
 
-from conftest import make_data
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def daskgmm_command():
-    installed = shutil.which("daskgmm", path=str(Path(sys.executable).parent))
-    return [installed] if installed else [sys.executable, "-m", "daskgmm.cli"]
-
-
-def run(*args, check=True, timeout=300):
-    result = subprocess.run(daskgmm_command() + [str(a) for a in args], capture_output=True, text=True,
-                            timeout=timeout, cwd=ROOT)
-    if check:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
-
+from conftest import make_data, run
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):

@@ -16,8 +16,7 @@ import zarr
 
 import daskgmm
 
-from conftest import make_data
-from test_cli import ROOT, daskgmm_command, run
+from conftest import ROOT, daskgmm_command, make_data, run
 
 
 @pytest.fixture(scope="module")

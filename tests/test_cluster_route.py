@@ -14,8 +14,7 @@ from daskgmm import GaussianMixture
 from daskgmm.certificates import make_certificates
 from daskgmm.cluster import connect
 
-from conftest import make_data
-from test_cli import ROOT, daskgmm_command
+from conftest import ROOT, daskgmm_command, make_data
 
 CONFIGS = ROOT / "cluster_configs"
 

@@ -8,7 +8,7 @@ import pytest
 from daskgmm import BayesianGaussianMixture, GaussianMixture
 from daskgmm.datasets import make_mixture, random_mixture
 
-from conftest import counting_reads, fit_quietly, make_data
+from conftest import counting_reads, fit_quietly, interrupting, make_data, run
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,6 @@ def test_coarse_to_fine_from_random_starts_and_for_the_bayesian_mixture(overlapp
 def test_command_line_algorithms(tmp_path):
     import zarr
 
-    from test_cli import run
 
     X = make_data(n_samples=60_000, n_features=3, n_components=6, seed=2)
     zarr.create_array(tmp_path / "x.zarr", shape=X.shape, chunks=(6000, 3), dtype="f8")[:] = X
@@ -123,7 +122,6 @@ def test_command_line_algorithms(tmp_path):
 
 
 def test_incremental_checkpoint_resumes_exactly(overlapping, tmp_path):
-    from test_checkpoint import interrupting
 
     settings = dict(n_components=6, random_state=0, max_iter=12, tol=0, algorithm="incremental", waves=3,
                     n_init=2, persist=False)

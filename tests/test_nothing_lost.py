@@ -18,9 +18,7 @@ import daskgmm
 from daskgmm import GaussianMixture, select_model
 from daskgmm.outputs import OutputError
 
-from conftest import fit_quietly, make_data
-from test_checkpoint import as_interrupted
-from test_cli import run
+from conftest import as_interrupted, fit_quietly, make_data, run
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,8 @@ from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 
 from daskgmm import CollapsedComponentWarning, GaussianMixture
 
-from conftest import make_data
+from conftest import BLOBS, SPIKE
 
-BLOBS = make_data(n_samples=1500, n_features=2, n_components=3, seed=21)
-# 60 copies of one point, far from the blobs: a component started there collapses onto it
-SPIKE = np.vstack([BLOBS, np.repeat([[40.0, 40.0]], 60, axis=0)])
 
 
 def collapsing_start(covariance_type):

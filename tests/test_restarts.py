@@ -14,7 +14,7 @@ from daskgmm.engine import FitResult, Run, advance_runs, best_run
 from daskgmm.family import GaussianFamily
 from daskgmm.init import initial_parameters
 
-from conftest import counting_reads, make_data
+from conftest import SPIKE, counting_reads, make_data
 
 CHUNK_ROWS = 500
 SETTINGS = dict(n_components=4, covariance_type="full", n_init=3, init_params="random_from_data",
@@ -101,8 +101,6 @@ def test_restarts_share_every_pass_and_give_the_one_by_one_result(X, tmp_path, c
 
 
 def test_restarts_with_reseeding_share_their_passes_and_give_the_one_by_one_result():
-    from test_reseed import SPIKE
-
     from daskgmm.params import CollapsedComponentWarning
 
     settings = dict(SETTINGS, covariance_type="diag", reseed_collapsed=True, reg_covar=0.0, max_iter=15,

@@ -17,7 +17,7 @@ import zarr
 import daskgmm
 from daskgmm.certificates import make_certificates
 
-from test_cli import daskgmm_command
+from conftest import daskgmm_command
 
 FIT = ["-k", "4", "--max-iter", "8", "--tol", "0", "--random-state", "0", "--chunk-bytes", str(40_000 * 8 * 8)]
 
