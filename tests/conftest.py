@@ -159,7 +159,13 @@ TIERS = {
                    "test_fewer_passes::test_command_line_algorithms"},
     "slow": {"test_selection::test_several_init_methods_rescue_k_on_elongated_clusters",
              "test_fewer_passes::test_incremental_bound_never_decreases_and_ends_at_a_fixed_point_of_batch_em",
-             "test_selection::test_candidates_equal_independent_fits_and_share_passes"},
+             "test_selection::test_candidates_equal_independent_fits_and_share_passes",
+             "test_io::test_tasks_read_storage_chunks_without_joining_copies",
+             "test_fewer_passes::test_incremental_weights_of_any_scale_and_float32",
+             "test_fewer_passes::test_incremental_checkpoint_resumes_exactly",
+             "test_reseed::test_reseeding_is_deterministic_across_chunkings",
+             "test_partial_fit::test_one_epoch_of_numpy_batches_lands_near_batch_em",
+             "test_partial_fit::test_one_epoch_over_the_chunks_is_close_to_batch_em_and_reads_each_chunk_once"},
 }
 
 
