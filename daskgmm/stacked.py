@@ -70,18 +70,7 @@ class StackedModels:
 
     def _prepared(self, shift):
         """The stacked (2D+1, sum K) E-step weights and each model's unsafe components, about ``shift``."""
-        columns, unsafe, centred_means = [], [], []
-        for params in self.params:
-            means_c = np.asarray(params.means, dtype=np.float64) - shift
-            weights = _separable_weights(means_c, params, np.float64)
-            if params.covariance_type == "spherical":  # [x, |x|^2, 1] -> [x, x^2 (each), 1]
-                n_features = means_c.shape[1]
-                weights = np.vstack([weights[:n_features], np.repeat(weights[n_features:n_features + 1], n_features,
-                                                                      axis=0), weights[n_features + 1:]])
-            columns.append(weights)
-            unsafe.append(np.flatnonzero(unsafe_components(params, means_c, np.float64)))
-            centred_means.append(means_c)
-        return np.hstack(columns), unsafe, centred_means
+        return prepared_weights(self.params, shift, _separable_columns)
 
     def block_sums(self, block, sample_weight, ws):
         """Every model's :class:`~daskgmm.moments.MomentSums` of ``block`` and its rows' ``log p(x)``
@@ -139,13 +128,7 @@ class StackedFullModels:
         self.centre_edges = np.concatenate([[0], np.cumsum([len(c) for c in self.centres])]).astype(np.intp)
 
     def _prepared(self, shift):
-        columns, unsafe, centred_means = [], [], []
-        for params in self.params:
-            means_c = np.asarray(params.means, dtype=np.float64) - shift
-            columns.append(_quadratic_weights(means_c, params))
-            unsafe.append(np.flatnonzero(unsafe_components(params, means_c, np.float64, quadratic=True)))
-            centred_means.append(means_c)
-        return np.hstack(columns), unsafe, centred_means
+        return prepared_weights(self.params, shift, _quadratic_weights, quadratic=True)
 
     def block_sums(self, block, sample_weight, ws):
         """Every model's ``(MomentSums, log p(x))`` of ``block`` (log p(x) None for centres), in
@@ -187,6 +170,28 @@ class StackedFullModels:
         sums = resp_t @ columns_t.T
         return [(resp_t[low:high].T, sums[low:high], None)
                 for low, high in zip(self.centre_edges[:-1], self.centre_edges[1:])]
+
+
+def _separable_columns(means_c, params):
+    """A diag or spherical model's E-step weights over the diag moment rows ``[x, x^2, 1]``."""
+    weights = _separable_weights(means_c, params, np.float64)
+    if params.covariance_type == "spherical":  # [x, |x|^2, 1] -> [x, x^2 (each), 1]
+        n_features = means_c.shape[1]
+        weights = np.vstack([weights[:n_features], np.repeat(weights[n_features:n_features + 1], n_features, axis=0),
+                             weights[n_features + 1:]])
+    return weights
+
+
+def prepared_weights(params_list, shift, weights_of, quadratic=False):
+    """``(weights side by side, each model's unsafe components, centred means)`` about ``shift``,
+    ``weights_of(means_c, params)`` giving one model's E-step weights."""
+    columns, unsafe, centred_means = [], [], []
+    for params in params_list:
+        means_c = np.asarray(params.means, dtype=np.float64) - shift
+        columns.append(weights_of(means_c, params))
+        unsafe.append(np.flatnonzero(unsafe_components(params, means_c, np.float64, quadratic)))
+        centred_means.append(means_c)
+    return np.hstack(columns), unsafe, centred_means
 
 
 def stacked_e_and_m_steps(block, columns_t, prepared, params_list, edges, summed, sample_weight, ws):
