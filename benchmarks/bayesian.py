@@ -19,9 +19,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from results_files import machine_description, write_results
 
 from daskgmm import BayesianGaussianMixture, GaussianMixture
-from results_files import machine_description, write_results
 from daskgmm.datasets import make_mixture, random_mixture
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from compare import COVARIANCE_TYPES, SHAPES, flops_per_iteration, time_per_iteration
+
 from daskgmm import GaussianMixture
 from daskgmm.datasets import make_mixture, random_mixture
-from daskgmm.gpu import cupy_or_error
+from daskgmm.kernels.gpu import cupy_or_error
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK_SHAPES = [(20_000, 4, 3)]

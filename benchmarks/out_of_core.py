@@ -38,8 +38,8 @@ from results_files import machine_description, write_results
 
 from daskgmm import GaussianMixture, open_array
 from daskgmm.datasets import make_mixture, random_mixture
-from daskgmm.kernels import GaussianAssigner, chunk_statistics
-from daskgmm.params import GaussianParams, compute_precision_cholesky
+from daskgmm.kernels.chunk import GaussianAssigner, chunk_statistics
+from daskgmm.model.params import GaussianParams, compute_precision_cholesky
 
 ROOT = Path(__file__).resolve().parents[1]
 N_FEATURES = 16

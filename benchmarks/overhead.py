@@ -38,10 +38,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from daskgmm import GaussianMixture
-from daskgmm.runtime import default_chunk_rows
 from daskgmm.datasets import make_mixture, random_mixture
-from daskgmm.kernels import GaussianAssigner, chunk_statistics
-from daskgmm.params import GaussianParams
+from daskgmm.kernels.chunk import GaussianAssigner, chunk_statistics
+from daskgmm.model.params import GaussianParams
+from daskgmm.runtime.resources import default_chunk_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = [(200_000, 8, 8), (1_000_000, 16, 16), (500_000, 64, 16)]

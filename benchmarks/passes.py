@@ -25,9 +25,9 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 import zarr
+from results_files import machine_description, write_results
 
 from daskgmm import GaussianMixture
-from results_files import machine_description, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 ALGORITHMS = ("batch", "coarse-to-fine", "incremental", "online")

@@ -28,8 +28,8 @@ import zarr
 
 from daskgmm import GaussianMixture, open_array
 from daskgmm.datasets import make_mixture, random_mixture
-from daskgmm.kernels import GaussianAssigner, chunk_statistics
-from daskgmm.params import GaussianParams, compute_precision_cholesky
+from daskgmm.kernels.chunk import GaussianAssigner, chunk_statistics
+from daskgmm.model.params import GaussianParams, compute_precision_cholesky
 
 ROOT = Path(__file__).resolve().parents[1]
 N, D, K = 4_000_000, 16, 8
@@ -47,8 +47,8 @@ def per_task_overhead(client, n_chunks=5_000):
 
 def graph_seconds_per_chunk(n_chunks=10_000):
     """Driver time to build one EM pass's graph, per chunk."""
-    from daskgmm.data import RowData
-    from daskgmm.passes import pass_graph
+    from daskgmm.em.passes import pass_graph
+    from daskgmm.io.inputs import RowData
 
     X = da.zeros((n_chunks * 10, D), chunks=(10, D))
     weights = np.full(K, 1 / K)

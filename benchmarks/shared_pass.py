@@ -29,7 +29,7 @@ import zarr
 
 from daskgmm import GaussianMixture, open_array, select_model
 from daskgmm.datasets import make_mixture, random_mixture
-from daskgmm.kernels import GaussianAssigner, chunk_statistics, chunk_statistics_models
+from daskgmm.kernels.chunk import GaussianAssigner, chunk_statistics, chunk_statistics_models
 
 CANDIDATES = [(k, covariance_type) for covariance_type in ("diag", "spherical") for k in (1, 2, 4, 8)]
 

@@ -28,8 +28,7 @@ from pathlib import Path
 
 import dask
 import dask.array as da
-from out_of_core import (MemoryWatch, PassTimes, cluster_arguments, dataset, pauses, starting_point,
-                         worker_rss, worker_state)
+from out_of_core import MemoryWatch, PassTimes, cluster_arguments, dataset, pauses, starting_point, worker_rss, worker_state
 from results_files import machine_description, write_results
 
 from daskgmm import GaussianMixture, open_array

@@ -13,12 +13,12 @@ __version__ = "0.1.0"
 
 # public name -> (module, attribute)
 _PUBLIC = {
-    "GaussianMixture": ("estimator", "GaussianMixture"),
-    "BayesianGaussianMixture": ("bayesian", "BayesianGaussianMixture"),
-    "load": ("fitted", "load_model"),
-    "open_array": ("io", "open_array"),
-    "CollapsedComponentWarning": ("params", "CollapsedComponentWarning"),
-    "select_model": ("selection", "select_model"),
+    "GaussianMixture": ("mixture.gaussian", "GaussianMixture"),
+    "BayesianGaussianMixture": ("mixture.bayesian", "BayesianGaussianMixture"),
+    "load": ("mixture.loading", "load_model"),
+    "open_array": ("io.stores", "open_array"),
+    "CollapsedComponentWarning": ("model.params", "CollapsedComponentWarning"),
+    "select_model": ("mixture.selection", "select_model"),
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]

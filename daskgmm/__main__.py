@@ -1,5 +1,5 @@
 """``python -m daskgmm``: the ``daskgmm`` command."""
 
-from .cli import main
+from .cli.main import main
 
 main()

@@ -5,7 +5,7 @@
   component's 1- and 2-sigma ellipses, and (for 2-D data) the decision regions;
   data with more than two features are shown in the plane of their first two
   principal axes;
-- BIC/AIC against K: :meth:`daskgmm.selection.SelectionResult.plot`.
+- BIC/AIC against K: :meth:`daskgmm.mixture.selection.SelectionResult.plot`.
 """
 
 from __future__ import annotations

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import dask.array as da
 import numpy as np
+from model_selection import stretched_blobs
 
 from daskgmm import BayesianGaussianMixture, select_model
 from daskgmm.plot import file_pyplot, plot_components
-from model_selection import stretched_blobs
 
 
 def main():

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.exceptions import ConvergenceWarning
 import sklearn
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
@@ -100,9 +100,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def daskgmm_command():
-    """The installed ``daskgmm`` command beside this Python, or ``python -m daskgmm.cli``."""
+    """The installed ``daskgmm`` command beside this Python, or ``python -m daskgmm.cli.main``."""
     installed = shutil.which("daskgmm", path=str(Path(sys.executable).parent))
-    return [installed] if installed else [sys.executable, "-m", "daskgmm.cli"]
+    return [installed] if installed else [sys.executable, "-m", "daskgmm.cli.main"]
 
 
 def run(*args, check=True, timeout=300):

@@ -10,6 +10,7 @@ import warnings
 import dask.array as da
 import numpy as np
 import pytest
+from conftest import COVARIANCE_TYPES, fit_quietly
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.special import logsumexp
@@ -19,8 +20,6 @@ from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 
 from daskgmm import GaussianMixture
 from daskgmm.datasets import awkward_datasets
-
-from conftest import COVARIANCE_TYPES, fit_quietly
 
 DATASETS = awkward_datasets()
 F32 = np.finfo(np.float32).eps

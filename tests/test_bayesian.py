@@ -5,16 +5,15 @@ import json
 import dask.array as da
 import numpy as np
 import pytest
+from conftest import COVARIANCE_TYPES, counting_reads, fit_quietly, interrupting, make_data, run
 from sklearn.mixture import BayesianGaussianMixture as SklearnBayesianGaussianMixture
 
 from daskgmm import BayesianGaussianMixture, load
-from daskgmm.data import RowData
-from daskgmm.engine import FitResult, Run, advance_runs
-from daskgmm.family import VariationalFamily
-from daskgmm.model_io import describe_model
-from daskgmm.variational import PriorSettings, Priors
-
-from conftest import COVARIANCE_TYPES, counting_reads, fit_quietly, interrupting, make_data, run
+from daskgmm.em.families import VariationalFamily
+from daskgmm.em.loop import FitResult, Run, advance_runs
+from daskgmm.io.inputs import RowData
+from daskgmm.mixture.model_files import describe_model
+from daskgmm.model.variational import Priors, PriorSettings
 
 PRIOR_TYPES = ["dirichlet_process", "dirichlet_distribution"]
 ATTRIBUTES = ["weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_", "mean_precision_",

@@ -11,10 +11,9 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 import pytest
+from conftest import FITTED_ARRAYS, as_interrupted, fit_quietly, interrupting, make_data
 
 from daskgmm import GaussianMixture
-
-from conftest import FITTED_ARRAYS, as_interrupted, fit_quietly, interrupting, make_data
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = dict(n_components=4, init_params="random_from_data", n_init=2, random_state=5, tol=1e-7,

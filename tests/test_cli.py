@@ -5,11 +5,11 @@ import re
 import numpy as np
 import pytest
 import zarr
+from conftest import make_data, run
 
 import daskgmm
 from daskgmm import GaussianMixture
 
-from conftest import make_data, run
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):

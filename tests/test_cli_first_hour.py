@@ -2,8 +2,8 @@
 argument checks, feedback on long runs, Ctrl-C and SIGTERM, a fast `info` (real subprocesses)."""
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,10 +13,9 @@ import h5py
 import numpy as np
 import pytest
 import zarr
+from conftest import ROOT, daskgmm_command, make_data, run
 
 import daskgmm
-
-from conftest import ROOT, daskgmm_command, make_data, run
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +61,7 @@ def test_usage_errors_are_one_line_with_where_to_look(folder, args, expected):
 
 def test_usage_errors_come_before_the_heavy_imports(folder):
     """A usage error answers at once (~0.1 s): before scikit-learn, Dask or the data are touched."""
-    script = ("import sys, json; from daskgmm.cli import main\n"
+    script = ("import sys, json; from daskgmm.cli.main import main\n"
               "try:\n    main(json.loads(sys.argv[1]))\nexcept SystemExit as stop:\n    assert stop.code == 2\n"
               "print('HEAVY', sorted(m for m in ('sklearn', 'dask', 'distributed', 'numba') if m in sys.modules))")
     for args, _ in (case.values for case in USAGE_ERRORS):
@@ -108,7 +107,7 @@ def test_unreachable_scheduler_is_said_within_the_connect_timeout(folder):
 
 
 def test_info_reads_the_files_only_and_describes_the_model(folder):
-    script = ("import sys; from daskgmm.cli import main\n"
+    script = ("import sys; from daskgmm.cli.main import main\n"
               "try:\n    main(['info', sys.argv[1], '--json'])\nexcept SystemExit:\n    pass\n"
               "heavy = sorted(m for m in ('sklearn', 'dask', 'distributed') if m in sys.modules)\n"
               "print('HEAVY', heavy)")
@@ -123,7 +122,7 @@ def test_info_reads_the_files_only_and_describes_the_model(folder):
     for k, component in enumerate(described["components"]):
         np.testing.assert_allclose(component["spread"], np.sqrt(np.diag(model.covariances_[k])))
         np.testing.assert_allclose(component["mean"], model.means_[k])
-    help_script = ("import sys; from daskgmm.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+    help_script = ("import sys; from daskgmm.cli.main import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
                    "print('HEAVY', sorted(m for m in ('sklearn', 'dask') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", help_script], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert result.stdout.rsplit("HEAVY", 1)[1].strip() == "[]"

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_data
 from distributed import LocalCluster
 
 from daskgmm import GaussianMixture
 from daskgmm.cluster import ClusterConfigError, connect, create_cluster, load_config
-
-from conftest import make_data
 
 CONFIGS = Path(__file__).resolve().parents[1] / "cluster_configs"
 

@@ -9,12 +9,11 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT, daskgmm_command, make_data
 
 from daskgmm import GaussianMixture
-from daskgmm.certificates import make_certificates
 from daskgmm.cluster import connect
-
-from conftest import ROOT, daskgmm_command, make_data
+from daskgmm.runtime.certificates import make_certificates
 
 CONFIGS = ROOT / "cluster_configs"
 

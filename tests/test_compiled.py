@@ -1,4 +1,4 @@
-"""The compiled diag/spherical E+M loops (daskgmm/compiled.py) give the NumPy GEMM forms'
+"""The compiled diag/spherical E+M loops (daskgmm/kernels/numba_loops.py) give the NumPy GEMM forms'
 statistics up to round-off, on awkward data too, and only their fits import numba."""
 
 import subprocess
@@ -8,13 +8,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
-from daskgmm import GaussianMixture, kernels
-from daskgmm.blocks import centre_block
-from daskgmm.densities import normalize_log_prob, weighted_log_prob
-from daskgmm.kernels import GaussianAssigner, chunk_statistics, per_row
-
 from conftest import fit_quietly, make_data
+
+from daskgmm import GaussianMixture
+from daskgmm.kernels import chunk as kernels
+from daskgmm.kernels.blocks import centre_block
+from daskgmm.kernels.chunk import GaussianAssigner, chunk_statistics, per_row
+from daskgmm.kernels.densities import normalize_log_prob, weighted_log_prob
 
 
 def params_for(X, n_components, covariance_type):
@@ -77,13 +77,13 @@ def test_the_compiled_and_numpy_paths_are_two_paths(monkeypatch, covariance_type
         return chunk_statistics(X, None, GaussianAssigner(params, compiled=compiled), covariance_type, 3)
 
     with monkeypatch.context() as patch:
-        stub = types.ModuleType("daskgmm.compiled")
+        stub = types.ModuleType("daskgmm.kernels.numba_loops")
 
         def missing(name):
             raise RuntimeError(f"compiled loops stubbed out ({name})")
 
         stub.__getattr__ = missing
-        patch.setitem(sys.modules, "daskgmm.compiled", stub)
+        patch.setitem(sys.modules, "daskgmm.kernels.numba_loops", stub)
         statistics(compiled=False)
         with pytest.raises(RuntimeError, match="stubbed out"):
             statistics(compiled=True)

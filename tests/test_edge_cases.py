@@ -5,11 +5,10 @@ import warnings
 import dask.array as da
 import numpy as np
 import pytest
+from conftest import COVARIANCE_TYPES, make_data
 from sklearn.exceptions import ConvergenceWarning
 
 from daskgmm import GaussianMixture
-
-from conftest import COVARIANCE_TYPES, make_data
 
 BASE = make_data(n_samples=600, n_features=3, n_components=3, seed=11)
 

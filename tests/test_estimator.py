@@ -7,13 +7,12 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import FITTED_ARRAYS, assert_same_model, fit_quietly, relative_deviation, starting_point
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 
 from daskgmm import GaussianMixture
-
-from conftest import FITTED_ARRAYS, assert_same_model, fit_quietly, relative_deviation, starting_point
 
 K = 4
 

@@ -9,12 +9,11 @@ import dask
 import numpy as np
 import pytest
 import zarr
+from conftest import FITTED_ARRAYS, make_data
 from distributed import Client, LocalCluster
 from sklearn.exceptions import ConvergenceWarning
 
 from daskgmm import GaussianMixture, open_array
-
-from conftest import FITTED_ARRAYS, make_data
 
 SETTINGS = dict(n_components=4, random_state=0, tol=0, max_iter=12)
 
@@ -79,8 +78,9 @@ def test_a_worker_killed_mid_fit_changes_nothing(store, persist, algorithm):
 def test_a_worker_killed_during_partial_fit_changes_nothing(store, tmp_path, estimator):
     """Online EM's steps over a chunk are one pure task: the worker running chunk 5's dies in the
     middle of it, another reruns it, and the model is the one without a failure."""
-    import daskgmm
     from worker_probe import die_once_at
+
+    import daskgmm
 
     path, X = store
     model = getattr(daskgmm, estimator)
@@ -116,7 +116,7 @@ def test_chunks_no_worker_can_hold_are_refused_before_any_work():
     needs and what chunk size would do, not a KilledWorker minutes later."""
     import dask.array as da
 
-    from daskgmm.runtime import WorkerMemoryError
+    from daskgmm.runtime.resources import WorkerMemoryError
 
     with LocalCluster(n_workers=1, threads_per_worker=1, memory_limit="700MiB", processes=True,
                       dashboard_address=None) as cluster, Client(cluster):
@@ -138,7 +138,7 @@ def test_workers_that_run_out_of_memory_are_explained_in_one_message():
     import dask.array as da
     from worker_probe import hog_memory
 
-    from daskgmm.runtime import WorkerMemoryError
+    from daskgmm.runtime.resources import WorkerMemoryError
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
             LocalCluster(n_workers=1, threads_per_worker=1, memory_limit="700MiB", processes=True,

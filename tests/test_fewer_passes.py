@@ -4,11 +4,10 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
+from conftest import counting_reads, fit_quietly, interrupting, make_data, run
 
 from daskgmm import BayesianGaussianMixture, GaussianMixture
 from daskgmm.datasets import make_mixture, random_mixture
-
-from conftest import counting_reads, fit_quietly, interrupting, make_data, run
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,10 @@ Where there is no GPU, asking for one must fail clearly and change nothing.
 import dask.array as da
 import numpy as np
 import pytest
+from conftest import COVARIANCE_TYPES, assert_same_model, fit_quietly, make_data, relative_deviation, starting_point
 from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 
 from daskgmm import GaussianMixture
-
-from conftest import COVARIANCE_TYPES, assert_same_model, fit_quietly, make_data, relative_deviation, starting_point
 
 K = 4
 
@@ -96,7 +95,7 @@ def test_gpu_reseeding_and_a_process_cluster_give_the_cpu_fit(X):
 
 
 class _NumPyAsCuPy:
-    """The part of CuPy's API that daskgmm.gpu calls, answered by NumPy: runs the GPU
+    """The part of CuPy's API that daskgmm.kernels.gpu calls, answered by NumPy: runs the GPU
     module's math (not its device transfers) on machines without a GPU, CI included."""
 
     def __getattr__(self, name):
@@ -111,9 +110,9 @@ class _NumPyAsCuPy:
 def test_gpu_math_keeps_far_and_collapsed_components_exact(monkeypatch, covariance_type):
     """The GPU kernels' arithmetic, run through NumPy, on float32 data with a cluster 10^4
     standard deviations away and a run of duplicated rows: the CPU kernel's statistics."""
-    from daskgmm import gpu
-    from daskgmm.kernels import GaussianAssigner, chunk_predict_proba, chunk_score_samples, chunk_statistics
-    from daskgmm.params import GaussianParams, compute_precision_cholesky
+    from daskgmm.kernels import gpu
+    from daskgmm.kernels.chunk import GaussianAssigner, chunk_predict_proba, chunk_score_samples, chunk_statistics
+    from daskgmm.model.params import GaussianParams, compute_precision_cholesky
 
     monkeypatch.setattr(gpu, "cupy_or_error", lambda: _NumPyAsCuPy())
     rng = np.random.default_rng(0)
@@ -142,7 +141,7 @@ def test_device_cuda_is_wired_through_the_engine_and_the_estimator(monkeypatch, 
     """GaussianMixture(device="cuda") end to end with NumPy standing in for CuPy: the engine builds
     its passes from gpu.chunk_statistics (restarts together too), the per-row outputs from
     gpu.per_row; the fit is the CPU fit."""
-    from daskgmm import gpu
+    from daskgmm.kernels import gpu
 
     monkeypatch.setattr(gpu, "cupy_or_error", lambda: _NumPyAsCuPy())
     settings = dict(covariance_type=covariance_type, random_state=0, n_init=2, max_iter=20)

@@ -3,14 +3,13 @@
 import dask.array as da
 import numpy as np
 import pytest
+from conftest import counting_reads, fit_quietly
 from scipy.optimize import linear_sum_assignment
 
 from daskgmm import GaussianMixture
-from daskgmm.data import RowData
 from daskgmm.datasets import make_mixture, random_mixture
-from daskgmm.init import draw_sample
-
-from conftest import counting_reads, fit_quietly
+from daskgmm.em.starts import draw_sample
+from daskgmm.io.inputs import RowData
 
 K, D = 5, 4
 N = 60_000
@@ -93,7 +92,7 @@ def test_same_random_state_same_result_across_runs(mixture):
     ("random_from_data", True, 1),
 ])
 def test_restart_starts_share_their_passes_and_equal_one_by_one_starts(mixture, init_params, small_data, passes):
-    from daskgmm.init import initial_parameters
+    from daskgmm.em.starts import initial_parameters
 
     X = mixture[0][:3000] if small_data else mixture[0]
     dx, reads = counting_reads(X, 1000 if small_data else 6000)

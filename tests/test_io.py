@@ -7,15 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import zarr
+from conftest import FITTED_ARRAYS, counting_reads, fit_quietly, make_data, relative_deviation, starting_point
 from distributed import Client, LocalCluster
 
 from daskgmm import GaussianMixture, open_array
-from daskgmm.data import RowData
-from daskgmm.passes import pass_graph
-from daskgmm.io import ONE_TASK_STORAGE_BYTES, SourceError
-from daskgmm.kernels import GaussianAssigner
-
-from conftest import FITTED_ARRAYS, counting_reads, fit_quietly, make_data, relative_deviation, starting_point
+from daskgmm.em.passes import pass_graph
+from daskgmm.io.inputs import RowData
+from daskgmm.io.stores import ONE_TASK_STORAGE_BYTES, SourceError
+from daskgmm.kernels.chunk import GaussianAssigner
 
 K = 3
 
@@ -230,9 +229,9 @@ def test_persist_policy(data, persist, reads_per_chunk):
 
 
 def test_auto_does_not_persist_what_does_not_fit(data, monkeypatch):
-    import daskgmm.engine
+    import daskgmm.em.loop
 
-    monkeypatch.setattr(daskgmm.engine, "memory_budget", lambda client, chunk_bytes: 1000.0)
+    monkeypatch.setattr(daskgmm.em.loop, "memory_budget", lambda client, chunk_bytes: 1000.0)
     dx, reads = counting_reads(data, 1000)
     fit_quietly(GaussianMixture(K, covariance_type="diag", max_iter=3, tol=0, **starting_point(data, K, "diag")), dx)
     assert np.bincount(reads).tolist() == [3] * dx.numblocks[0]

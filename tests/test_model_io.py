@@ -5,12 +5,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import COVARIANCE_TYPES, FITTED_ARRAYS, fit_quietly, make_data
 
 import daskgmm
 from daskgmm import GaussianMixture
-from daskgmm.model_io import ModelFileError
-
-from conftest import COVARIANCE_TYPES, FITTED_ARRAYS, fit_quietly, make_data
+from daskgmm.io.directories import ModelFileError
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

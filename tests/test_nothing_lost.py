@@ -12,13 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import zarr
+from conftest import as_interrupted, fit_quietly, make_data, run
 from sklearn.exceptions import ConvergenceWarning
 
 import daskgmm
 from daskgmm import GaussianMixture, select_model
-from daskgmm.outputs import OutputError
-
-from conftest import as_interrupted, fit_quietly, make_data, run
+from daskgmm.io.outputs import OutputError
 
 
 @pytest.fixture(scope="module")

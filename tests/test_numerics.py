@@ -3,10 +3,9 @@
 import dask.array as da
 import numpy as np
 import pytest
+from conftest import COVARIANCE_TYPES, fit_quietly, make_data, relative_deviation, starting_point
 
 from daskgmm import GaussianMixture
-
-from conftest import COVARIANCE_TYPES, fit_quietly, make_data, relative_deviation, starting_point
 
 K = 3
 
@@ -58,8 +57,8 @@ def test_full_scatter_is_exact_near_and_far_from_the_block_centre(separation, n_
     expanded form; it is recomputed exactly centred. The reference is NumPy's
     two-pass weighted covariance of the same rows.
     """
-    from daskgmm.blocks import centre_block
-    from daskgmm.moments import moment_sums
+    from daskgmm.kernels.blocks import centre_block
+    from daskgmm.kernels.sums import moment_sums
 
     rng = np.random.default_rng(0)
     X = np.vstack([rng.normal(size=(3000, n_features)), rng.normal(size=(3000, n_features)) * 0.01 + separation])
@@ -92,7 +91,7 @@ def test_chunk_moments_stay_exact_when_rows_drift_along_the_chunk(covariance_typ
     per-block centres, full components computed exactly centred per block.
     The reference is a two-pass weighted computation in float64.
     """
-    from daskgmm.kernels import NearestCentreAssigner, chunk_statistics
+    from daskgmm.kernels.chunk import NearestCentreAssigner, chunk_statistics
 
     rng = np.random.default_rng(1)
     X = np.vstack([rng.normal(size=(5000, 3)), rng.normal(size=(5000, 3)) + drift])
@@ -114,7 +113,7 @@ def test_chunk_moments_stay_exact_when_rows_drift_along_the_chunk(covariance_typ
 @pytest.mark.parametrize("n_features", [5, 16, 40, 64])
 def test_grouped_full_whitening_equals_the_direct_mahalanobis_distance(n_features):
     """Whitening in column groups (D >= 16) skips only zeros of the triangular factors."""
-    from daskgmm.densities import squared_mahalanobis
+    from daskgmm.kernels.densities import squared_mahalanobis
 
     rng = np.random.default_rng(n_features)
     K = 3
@@ -135,7 +134,7 @@ def test_grouped_full_whitening_equals_the_direct_mahalanobis_distance(n_feature
 
 def test_whitening_with_lower_triangular_or_dense_factors_is_still_exact():
     """Any U with U U^T = P gives the same distance: factors that are not upper triangular use one GEMM."""
-    from daskgmm.densities import squared_mahalanobis
+    from daskgmm.kernels.densities import squared_mahalanobis
 
     rng = np.random.default_rng(7)
     X = rng.normal(size=(300, 40))

@@ -3,10 +3,6 @@
 import dask.array as da
 import numpy as np
 import pytest
-from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
-
-from daskgmm import GaussianMixture
-
 from conftest import (
     COVARIANCE_TYPES,
     FITTED_ARRAYS,
@@ -16,6 +12,9 @@ from conftest import (
     relative_deviation,
     starting_point,
 )
+from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
+
+from daskgmm import GaussianMixture
 
 K = 4
 FLOAT64_RTOL = 1e-9

@@ -3,11 +3,10 @@
 import dask.array as da
 import numpy as np
 import pytest
+from conftest import counting_reads, fit_quietly
 
 from daskgmm import BayesianGaussianMixture, GaussianMixture
 from daskgmm.datasets import make_mixture, random_mixture
-
-from conftest import counting_reads, fit_quietly
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import pytest
 
 matplotlib.use("Agg")
 
+from conftest import fit_quietly, make_data  # noqa: E402
+
 from daskgmm import GaussianMixture  # noqa: E402
 from daskgmm.plot import plot_components, plot_convergence  # noqa: E402
-
-from conftest import fit_quietly, make_data  # noqa: E402
 
 
 @pytest.mark.parametrize("n_features, covariance_type", [(2, "full"), (2, "spherical"), (5, "diag"), (3, "tied")])

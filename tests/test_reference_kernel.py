@@ -1,16 +1,15 @@
-"""The fast chunk kernel held to the obviously correct one (daskgmm.reference), on random shapes."""
+"""The fast chunk kernel held to the obviously correct one (daskgmm.kernels.reference), on random shapes."""
 
 import numpy as np
 import pytest
+from conftest import COVARIANCE_TYPES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daskgmm import kernels, reference
-from daskgmm.kernels import (GaussianAssigner, chunk_predict, chunk_predict_proba, chunk_score_samples,
-                             chunk_statistics)
-from daskgmm.params import GaussianParams, compute_precision_cholesky
-
-from conftest import COVARIANCE_TYPES
+from daskgmm.kernels import chunk as kernels
+from daskgmm.kernels import reference
+from daskgmm.kernels.chunk import GaussianAssigner, chunk_predict, chunk_predict_proba, chunk_score_samples, chunk_statistics
+from daskgmm.model.params import GaussianParams, compute_precision_cholesky
 
 
 def random_model(rng, covariance_type, n_components, n_features, centres, spread):

@@ -5,13 +5,11 @@ import warnings
 import dask.array as da
 import numpy as np
 import pytest
+from conftest import BLOBS, SPIKE
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 
 from daskgmm import CollapsedComponentWarning, GaussianMixture
-
-from conftest import BLOBS, SPIKE
-
 
 
 def collapsing_start(covariance_type):

@@ -7,14 +7,13 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import SPIKE, counting_reads, make_data
 
 from daskgmm import GaussianMixture
-from daskgmm.data import RowData
-from daskgmm.engine import FitResult, Run, advance_runs, best_run
-from daskgmm.family import GaussianFamily
-from daskgmm.init import initial_parameters
-
-from conftest import SPIKE, counting_reads, make_data
+from daskgmm.em.families import GaussianFamily
+from daskgmm.em.loop import FitResult, Run, advance_runs, best_run
+from daskgmm.em.starts import initial_parameters
+from daskgmm.io.inputs import RowData
 
 CHUNK_ROWS = 500
 SETTINGS = dict(n_components=4, covariance_type="full", n_init=3, init_params="random_from_data",
@@ -101,7 +100,7 @@ def test_restarts_share_every_pass_and_give_the_one_by_one_result(X, tmp_path, c
 
 
 def test_restarts_with_reseeding_share_their_passes_and_give_the_one_by_one_result():
-    from daskgmm.params import CollapsedComponentWarning
+    from daskgmm.model.params import CollapsedComponentWarning
 
     settings = dict(SETTINGS, covariance_type="diag", reseed_collapsed=True, reg_covar=0.0, max_iter=15,
                     tol=1e-6, random_state=4)
@@ -217,7 +216,7 @@ class Cell:
 
 
 def test_notebook_progress_updates_one_cell_with_passes_chunks_and_the_winner(X):
-    from daskgmm.reporting import NotebookProgress, in_notebook
+    from daskgmm.em.progress import NotebookProgress, in_notebook
 
     assert not in_notebook()  # pytest is no Jupyter kernel: progress=True prints lines here
     cell = Cell()

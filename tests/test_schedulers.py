@@ -4,11 +4,10 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
+from conftest import COVARIANCE_TYPES, FITTED_ARRAYS, counting_reads, fit_quietly, relative_deviation, starting_point
 from distributed import Client, LocalCluster
 
 from daskgmm import GaussianMixture
-
-from conftest import COVARIANCE_TYPES, FITTED_ARRAYS, counting_reads, fit_quietly, relative_deviation, starting_point
 
 K = 4
 UNEVEN_CHUNKS = (1, 199, 7, 600, 333, 860)  # sums to 2000

@@ -5,12 +5,11 @@ import warnings
 import numpy as np
 import pytest
 import zarr
+from conftest import counting_reads, make_data
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
 
 from daskgmm import GaussianMixture, select_model
-
-from conftest import counting_reads, make_data
 
 
 @pytest.fixture(scope="module")

@@ -21,10 +21,9 @@ import pytest
 
 pytest.importorskip("sklearn.mixture.tests.test_gaussian_mixture")
 import sklearn.mixture.tests.test_gaussian_mixture as suite  # noqa: E402
+from conftest import counting_reads  # noqa: E402
 
 from daskgmm import GaussianMixture  # noqa: E402
-
-from conftest import counting_reads  # noqa: E402
 
 PRIVATE = {
     "test_suffstat_sk_full", "test_suffstat_sk_tied", "test_suffstat_sk_diag", "test_gaussian_suffstat_sk_spherical",

@@ -5,12 +5,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
-from daskgmm import GaussianMixture, kernels
-from daskgmm.kernels import (GaussianAssigner, GaussianScorer, NearestCentreAssigner, chunk_statistics,
-                             chunk_statistics_models)
-
 from conftest import fit_quietly, make_data
+
+from daskgmm import GaussianMixture
+from daskgmm.kernels import chunk as kernels
+from daskgmm.kernels.chunk import GaussianAssigner, GaussianScorer, NearestCentreAssigner, chunk_statistics, chunk_statistics_models
 
 MODELS = [(1, "diag"), (3, "spherical"), (4, "diag"), (2, "spherical"), (3, "full")]
 
@@ -88,7 +87,7 @@ def test_stacked_full_models_keep_their_exact_paths():
     means, covariances = params.means.copy(), params.covariances.copy()
     means[0], covariances[0] = X[0], np.eye(3) * 1e-12  # collapsed onto the duplicated point
     means[1] += 1e6  # far from every row
-    from daskgmm.params import compute_precision_cholesky
+    from daskgmm.model.params import compute_precision_cholesky
 
     assigners[0] = GaussianAssigner(replace(params, means=means, covariances=covariances,
                                             precisions_cholesky=compute_precision_cholesky(covariances, "full")))

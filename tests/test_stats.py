@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
-
-from daskgmm.kernels import GaussianAssigner, chunk_statistics
-from daskgmm.params import GaussianParams, compute_precision_cholesky, m_step
-from daskgmm.stats import SufficientStats, merge_stats
-
 from conftest import COVARIANCE_TYPES, make_data
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from daskgmm.kernels.chunk import GaussianAssigner, chunk_statistics
+from daskgmm.model.params import GaussianParams, compute_precision_cholesky, m_step
+from daskgmm.model.statistics import SufficientStats, merge_stats
 
 X_SMALL = make_data(n_samples=240, n_features=3, n_components=3, seed=5)
 
@@ -84,8 +84,8 @@ def test_statistics_match_the_direct_formulas(covariance_type):
     """Centred scatter equals sum_n r_nk (x - m_k)(x - m_k)^T computed naively."""
     X = X_SMALL
     params = params_for(covariance_type, X)
-    from daskgmm.blocks import centre_block
-    from daskgmm.densities import normalize_log_prob, weighted_log_prob
+    from daskgmm.kernels.blocks import centre_block
+    from daskgmm.kernels.densities import normalize_log_prob, weighted_log_prob
 
     resp, log_norm = normalize_log_prob(weighted_log_prob(centre_block(X), params))
     stats = chunk_statistics(X, None, GaussianAssigner(params), covariance_type, 3, block_rows=50)

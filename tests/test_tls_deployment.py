@@ -13,11 +13,10 @@ import time
 import numpy as np
 import pytest
 import zarr
+from conftest import daskgmm_command
 
 import daskgmm
-from daskgmm.certificates import make_certificates
-
-from conftest import daskgmm_command
+from daskgmm.runtime.certificates import make_certificates
 
 FIT = ["-k", "4", "--max-iter", "8", "--tol", "0", "--random-state", "0", "--chunk-bytes", str(40_000 * 8 * 8)]
 

@@ -1,0 +1,2 @@
+"""The ``daskgmm`` command: fit, select, predict, score, info, cluster, certificates, demo.
+"""

@@ -1,0 +1,2 @@
+"""The scikit-learn face: GaussianMixture, BayesianGaussianMixture, select_model, model files.
+"""
