@@ -68,7 +68,8 @@ def flops_per_iteration(n, d, k, covariance_type):
 def time_per_iteration(makers, X, repeat=3, budget_s=10.0, max_repeat=8):
     """{side: (seconds per iteration, peak traced MiB of a 1-iteration fit)}, set-up excluded.
 
-    ``makers`` maps a side's name to ``make_estimator(max_iter)``. The sides are interleaved
+    ``makers`` maps a side's name to ``make_estimator(max_iter)``; ``X`` is the data, or a dict of
+    each side's data (the same keys). The sides are interleaved
     (each repeat times every side's 1- and 4-iteration fits in turn, so a slow spell of the
     shared machine hits both alike); each runs ``repeat`` times, and more (up to
     ``max_repeat``) while the repeats took under ``budget_s``; the fastest counts. On a shared
@@ -76,6 +77,7 @@ def time_per_iteration(makers, X, repeat=3, budget_s=10.0, max_repeat=8):
     measured 0.23 and 1.09 s/it in two runs). Timings run without tracemalloc (it slows every
     allocation); the peak is taken in a separate 1-iteration fit.
     """
+    data = X if isinstance(X, dict) else dict.fromkeys(makers, X)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         seconds = {side: [np.inf, np.inf] for side in makers}
@@ -86,12 +88,12 @@ def time_per_iteration(makers, X, repeat=3, budget_s=10.0, max_repeat=8):
             for i, max_iter in enumerate((1, 4)):
                 for side, make_estimator in makers.items():
                     started = time.perf_counter()
-                    make_estimator(max_iter).fit(X)
+                    make_estimator(max_iter).fit(data[side])
                     seconds[side][i] = min(seconds[side][i], time.perf_counter() - started)
         peaks = {}
         for side, make_estimator in makers.items():
             tracemalloc.start()
-            make_estimator(1).fit(X)
+            make_estimator(1).fit(data[side])
             peaks[side] = tracemalloc.get_traced_memory()[1] / 2**20
             tracemalloc.stop()
     return {side: ((seconds[side][1] - seconds[side][0]) / 3, peaks[side]) for side in makers}

@@ -165,7 +165,11 @@ TIERS = {
              "test_fewer_passes::test_incremental_checkpoint_resumes_exactly",
              "test_reseed::test_reseeding_is_deterministic_across_chunkings",
              "test_partial_fit::test_one_epoch_of_numpy_batches_lands_near_batch_em",
-             "test_partial_fit::test_one_epoch_over_the_chunks_is_close_to_batch_em_and_reads_each_chunk_once"},
+             "test_partial_fit::test_one_epoch_over_the_chunks_is_close_to_batch_em_and_reads_each_chunk_once",
+             "test_missing::test_em_beats_dropping_and_mean_imputing_on_a_known_mixture",
+             "test_missing::test_select_model_and_partial_fit_take_missing_values",
+             "test_missing::test_every_init_that_copes_with_missing_values_finds_the_clusters",
+             "test_missing::test_every_input_kind_and_dtype_gives_the_same_fit"},
 }
 
 

@@ -92,3 +92,13 @@ def test_shared_pass_runs_small():
                             capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "GEMMs stacked" in result.stdout and "8 walks" in result.stdout and "the 8 fits one after another" in result.stdout
+
+
+def test_missing_values_benchmark_runs_small(tmp_path):
+    result = subprocess.run([sys.executable, "benchmarks/missing.py", "--shape", "20000,4,3", "--types", "full,diag",
+                             "--repeat", "1", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads((tmp_path / "missing.json").read_text())
+    assert [r["covariance_type"] for r in rows] == ["full", "diag"]
+    assert all(r["missing_s_per_iter"] > 0 and r["complete_s_per_iter"] > 0 for r in rows)
+    assert 0.2 < rows[0]["rows_with_nan"] < 0.5  # 10% of 4 values: 34% of rows

@@ -99,3 +99,22 @@ def test_select_keeps_the_best_model(store):
 def test_every_command_has_help_with_examples(command):
     result = run(command, "--help")
     assert "Example" in result.stdout and f"daskgmm {command}" in result.stdout
+
+
+def test_missing_values_from_the_command_line(tmp_path):
+    """--missing em: fit and select take NaN as missing, the saved model scores rows with NaN;
+    without it the one-line error says which option to pass."""
+    rng = np.random.default_rng(3)
+    X = make_data(n_samples=3000, n_features=3, n_components=2, seed=3)
+    X[rng.random(X.shape) < 0.2] = np.nan
+    X = X[~np.isnan(X).all(axis=1)]
+    zarr.create_array(tmp_path / "x.zarr", shape=X.shape, chunks=(1000, 3), dtype="f8")[:] = X
+    refused = run("fit", tmp_path / "x.zarr", "-k", 2, check=False)
+    assert refused.returncode == 1 and "pass --missing em" in refused.stderr
+    run("fit", tmp_path / "x.zarr", "-k", 2, "--missing", "em", "--random-state", 0, "--out", tmp_path / "m")
+    reference = GaussianMixture(2, missing="em", random_state=0).fit(X)
+    scored = run("score", tmp_path / "m", tmp_path / "x.zarr")
+    assert f"mean log-likelihood: {reference.score(X):.6f}" in scored.stdout
+    selected = run("select", tmp_path / "x.zarr", "-k", "1:3", "--covariance-types", "full,diag", "--missing", "em",
+                   "--random-state", 0, "--json", "-q")
+    assert '"n_components": 2' in selected.stdout

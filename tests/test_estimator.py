@@ -25,7 +25,7 @@ def test_is_a_scikit_learn_gaussian_mixture_with_the_same_parameters():
         assert our_params[name] == value if value is not None else our_params[name] is None
     assert set(our_params) - set(reference_params) == {
         "chunk_rows", "split_every", "init_sample_size", "persist", "checkpoint", "reseed_collapsed", "device",
-        "algorithm", "waves", "learning_decay", "learning_offset", "batch_size"}
+        "algorithm", "waves", "learning_decay", "learning_offset", "batch_size", "missing"}
     assert isinstance(ours, SklearnGaussianMixture)
     copy = clone(GaussianMixture(3, covariance_type="diag", chunk_rows=100))
     assert copy.get_params()["chunk_rows"] == 100 and copy.covariance_type == "diag"

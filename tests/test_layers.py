@@ -21,7 +21,7 @@ MODULES = {
     "model": [{"statistics", "records", "validation"}, {"params"}, {"variational"}],
     "runtime": [{"resources", "certificates"}],
     "io": [{"readers", "outputs", "directories"}, {"stores"}, {"inputs"}],
-    "kernels": [{"blocks"}, {"densities"}, {"sums", "reference", "numba_loops"}, {"stacked"}, {"chunk"},
+    "kernels": [{"blocks"}, {"densities"}, {"sums", "reference", "numba_loops"}, {"stacked", "missing"}, {"chunk"},
                 {"gpu", "online"}],
     "em": [{"progress", "chunk_tasks", "families"}, {"passes"}, {"loop", "starts"}, {"checkpoints"}],
     "mixture": [{"model_files"}, {"dask_mixture"}, {"gaussian", "bayesian"}, {"loading"}, {"selection"}],

@@ -102,7 +102,10 @@ def handle_errors(command):
             if debug:
                 raise
             # errors that know the command line's words for what to do say it in them
-            click.echo(f"daskgmm: error: {getattr(error, 'command_line_message', error)}", err=True)
+            message = str(getattr(error, "command_line_message", error))
+            message = message.replace("fit GaussianMixture(missing='em')", "pass --missing em")
+            message = message.replace("With missing='em'", "With --missing em")
+            click.echo(f"daskgmm: error: {message}", err=True)
             sys.exit(1)
 
     return click.option("--debug", is_flag=True, help="Show the full traceback on errors.")(wrapper)
@@ -118,6 +121,10 @@ def source_options(command):
 
 overwrite_option = click.option("--overwrite", is_flag=True,
                                 help="Replace an output that daskgmm wrote before (never anything else).")
+missing_option = click.option(
+    "--missing", type=click.Choice(["raise", "em"]), default="raise", show_default=True,
+    help="What a NaN in the data means. raise: an error. em: a missing value; EM uses every observed value "
+         "(exact when values are missing at random), and the saved model predicts and scores rows with NaN too.")
 
 
 TLS_OPTIONS = {"--tls-ca-file": "tls_ca_file", "--tls-cert": "tls_client_cert", "--tls-key": "tls_client_key"}

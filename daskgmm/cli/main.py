@@ -28,6 +28,7 @@ from .common import (
     json_option,
     live_line,
     log_decisions,
+    missing_option,
     open_source,
     overwrite_option,
     parse_k_values,
@@ -116,6 +117,7 @@ def main(args=None):
 @click.option("--tol-per-row", is_flag=True,
               help="With --bayesian: judge --tol on the lower bound per row (scikit-learn's total asks for a "
                    "relative change of tol/n, needlessly strict on many rows).")
+@missing_option
 @cluster_options
 @click.option("--checkpoint", type=click.Path(file_okay=False), help="Resumable state, saved after every iteration.")
 @click.option("--out", type=click.Path(file_okay=False), help="Write the fitted model to this directory.")
@@ -126,12 +128,14 @@ def main(args=None):
 @handle_errors
 def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_type, max_iter, tol, reg_covar,
         init_params, n_init, random_state, persist, device, algorithm, weight_prior, weight_concentration, tol_per_row,
-        scheduler, cluster_config, local_cluster, checkpoint, out, overwrite, quiet, verbose, as_json):
+        missing, scheduler, cluster_config, local_cluster, checkpoint, out, overwrite, quiet, verbose, as_json):
     """Fit a Gaussian mixture to DATA (Zarr, HDF5, .npy, Parquet or CSV; local path or URL)."""
     from ..io.outputs import check_output
 
     if weight_prior is None and (weight_concentration is not None or tol_per_row):
         raise click.UsageError("--weight-concentration and --tol-per-row need --bayesian")
+    if weight_prior is not None and missing != "raise":
+        raise click.UsageError("--missing em is GaussianMixture's: it does not combine with --bayesian")
     if algorithm == "online" and (checkpoint or n_init > 1):
         raise click.UsageError("--algorithm online makes one pass: it takes neither --checkpoint nor --n-init")
     if out:
@@ -154,7 +158,7 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
         if weight_prior is None:
             from ..mixture.gaussian import GaussianMixture
 
-            gmm, bound = GaussianMixture(**settings), "mean log-likelihood"
+            gmm, bound = GaussianMixture(**settings, missing=missing), "mean log-likelihood"
         else:
             from ..mixture.bayesian import BayesianGaussianMixture
 
@@ -244,6 +248,7 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
 @click.option("--max-iter", type=click.IntRange(min=0), default=100, show_default=True)
 @click.option("--tol", type=click.FloatRange(min=0), default=1e-3, show_default=True)
 @click.option("--random-state", type=int, default=None)
+@missing_option
 @cluster_options
 @click.option("--out", type=click.Path(file_okay=False), help="Write the best model to this directory.")
 @click.option("--table", "table_path", type=click.Path(dir_okay=False), help="Write the table as CSV.")
@@ -253,7 +258,7 @@ def fit(data, dataset, columns, chunk_bytes, flatten, n_components, covariance_t
 @json_option
 @handle_errors
 def select(data, dataset, columns, chunk_bytes, flatten, ks, types, criterion, n_init, methods, max_iter, tol,
-           random_state, scheduler, cluster_config, local_cluster, out, table_path, overwrite, quiet, verbose, as_json):
+           random_state, missing, scheduler, cluster_config, local_cluster, out, table_path, overwrite, quiet, verbose, as_json):
     """Fit every K and covariance type in shared passes and keep the lowest BIC (or AIC).
 
     \b
@@ -280,7 +285,7 @@ def select(data, dataset, columns, chunk_bytes, flatten, ks, types, criterion, n
                                          f"types x {len(methods)} init methods x {n_init} restarts) in shared passes")
         started = time.perf_counter()
         result = select_model(X, ks, tuple(types), criterion=criterion, n_init=n_init, init_params=tuple(methods),
-                              max_iter=max_iter, tol=tol, random_state=random_state,
+                              max_iter=max_iter, tol=tol, random_state=random_state, missing=missing,
                               progress=CandidatesProgress(count, tol, quiet))
         seconds = time.perf_counter() - started
     best = result.best_estimator_

@@ -127,6 +127,8 @@ def checkpoint_for(estimator, data, warm_start):
     fingerprint = {name: getattr(estimator, name) for name in estimator._fit_settings}
     if fingerprint.get("algorithm") == "batch":  # as before these settings existed: those checkpoints resume
         del fingerprint["algorithm"], fingerprint["waves"]
+    if fingerprint.get("missing") == "raise":  # likewise for checkpoints from before missing values
+        del fingerprint["missing"]
     if type(estimator).__name__ != "GaussianMixture":
         fingerprint["model"] = type(estimator).__name__
     fingerprint.update(

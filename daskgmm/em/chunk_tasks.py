@@ -30,12 +30,12 @@ def merge_chunk_results(*results):
 
 
 def chunk_statistics_in_pass(x, w, row_offset, assigners, covariance_types, n_components, kernel, track_worst,
-                             stack):
+                             stack, missing):
     """:func:`chunk_statistics_many` in :func:`~daskgmm.em.passes._chunk_tasks`'s argument order."""
     return chunk_statistics_many(x, w, assigners, covariance_types, n_components, row_offset, kernel, track_worst,
-                                 stack)
+                                 stack, missing)
 
 
-def per_row_column(X, params, output, dtype, per_row):
-    """``per_row(X, params, output, dtype)`` (labels or log-likelihoods) as an (n, 1) column."""
-    return per_row(X, params, output, dtype)[:, None]
+def per_row_column(X, params, output, dtype, per_row, missing):
+    """``per_row(X, params, output, dtype, missing)`` (labels or log-likelihoods) as an (n, 1) column."""
+    return per_row(X, params, output, dtype, missing)[:, None]

@@ -54,9 +54,9 @@ def place_data(data: RowData, persist="auto") -> RowData:
     # dask.persist uses the active scheduler: a distributed Client if there is one.
     if data.sample_weight is None:
         (X,) = dask.persist(data.X)
-        return RowData(X, None, in_memory=data.in_memory)
+        return replace(data, X=X)
     X, weights = dask.persist(data.X, data.sample_weight)
-    return RowData(X, weights, in_memory=data.in_memory)
+    return replace(data, X=X, sample_weight=weights)
 
 
 class Run:

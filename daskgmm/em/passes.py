@@ -66,11 +66,11 @@ def statistics_kernel(device: str = "cpu"):
     return chunk_statistics
 
 
-def per_row_pass(X, params: GaussianParams, output: str, device: str = "cpu", dtype=None):
+def per_row_pass(X, params: GaussianParams, output: str, device: str = "cpu", dtype=None, missing=False):
     """Every row's ``output`` ("label", "proba" or "log_norm") as a lazy Dask array with ``X``'s
     row chunks: :func:`daskgmm.kernels.chunk.per_row` per chunk, or its GPU twin for ``device="cuda"``.
     The parameters enter the graph once, as one key. ``dtype``: of probabilities and
-    log-likelihoods (default: ``X``'s)."""
+    log-likelihoods (default: ``X``'s). ``missing``: NaN marks a missing value (CPU only)."""
     dtype = np.dtype(dtype or X.dtype)
     if device == "cuda":
         from ..kernels import gpu as backend
@@ -78,13 +78,13 @@ def per_row_pass(X, params: GaussianParams, output: str, device: str = "cpu", dt
         from ..kernels import chunk as backend
     params_key = dask.delayed(params, pure=True)
     if output == "proba":
-        return X.map_blocks(backend.per_row, params_key, output, dtype,
+        return X.map_blocks(backend.per_row, params_key, output, dtype, missing,
                             chunks=(X.chunks[0], (params.n_components,)), dtype=dtype)
     # a column per chunk, then its only column: a task that dropped the feature axis would not
     # have the chunk's read fused into it (Dask fuses no contraction), and a chunk read by one
     # task and used by another waits in a worker's memory (streamed predictions paused workers)
-    column = X.map_blocks(per_row_column, params_key, output, dtype, backend.per_row, chunks=(X.chunks[0], (1,)),
-                          dtype=np.int64 if output == "label" else dtype)
+    column = X.map_blocks(per_row_column, params_key, output, dtype, backend.per_row, missing,
+                          chunks=(X.chunks[0], (1,)), dtype=np.int64 if output == "label" else dtype)
     return column[:, 0]
 
 
@@ -117,7 +117,7 @@ def _pass_parts(data, assigners, covariance_types, n_components, device, track_w
     kernel = statistics_kernel(device)
     worst = list(track_worst) if track_worst is not None else [0] * len(assigners)
     return _chunk_tasks(data, chunk_statistics_in_pass, models, list(covariance_types), list(n_components), kernel,
-                        worst, stack)
+                        worst, stack, data.missing)
 
 
 def statistics_pass_many(

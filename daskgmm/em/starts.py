@@ -34,6 +34,7 @@ from sklearn.cluster import KMeans, kmeans_plusplus
 
 from ..io.inputs import RowData
 from ..kernels.chunk import NearestCentreAssigner, RandomAssigner
+from ..kernels.missing import check_incomplete_rows
 from ..model.params import (
     GaussianParams,
     covariances_from_precision_cholesky,
@@ -41,7 +42,7 @@ from ..model.params import (
     precision_cholesky_from_precisions,
 )
 from ..model.records import DEFAULT_SPLIT_EVERY
-from ..model.statistics import SufficientStats, scatter_shape
+from ..model.statistics import MISSING_HINT, SufficientStats, scatter_shape
 from .passes import statistics_pass_many
 
 DEFAULT_INIT_SAMPLE_SIZE = 100_000
@@ -64,14 +65,32 @@ def draw_sample(data: RowData, sample_size: int, random_state: np.random.RandomS
         weights = None if data.sample_weight is None else data.sample_weight[index]
     X, weights = dask.compute(X, weights)
     bad = ~np.isfinite(X).all(axis=1)
-    if bad.any():
+    if bad.any() and data.missing:  # NaN is a missing value; infinity and empty rows are errors
+        check_incomplete_rows(X[bad], np.flatnonzero(bad) if index is None else index[bad])
+    elif bad.any():
         first = int(np.flatnonzero(bad)[0])
         first = first if index is None else int(index[first])
         raise ValueError(
             f"Input X contains NaN or infinity (the first at row {first}). "
-            "GaussianMixture cannot fit non-finite values: drop or impute those rows first."
+            "GaussianMixture cannot fit non-finite values: drop or impute those rows first" + MISSING_HINT
         )
     return X, weights
+
+
+def filled_sample(sample, weights):
+    """The sample with every missing value (NaN) replaced by its column's (weighted) observed
+    mean: what k-means, k-means++ and random_from_data look at when the data have missing values."""
+    missing = np.isnan(sample)
+    if not missing.any():
+        return sample
+    w = np.ones(len(sample)) if weights is None else np.asarray(weights, dtype=np.float64)
+    observed_weight = w @ ~missing
+    if not (observed_weight > 0).all():
+        empty = int(np.flatnonzero(observed_weight <= 0)[0])
+        raise ValueError(f"feature {empty} has no observed value (of positive weight) in the {len(sample)} rows "
+                         "the initialisation looked at: drop it, or pass init arrays (means_init, ...).")
+    means = (w @ np.where(missing, 0.0, sample)) / observed_weight
+    return np.where(missing, means.astype(sample.dtype), sample)
 
 
 def stats_from_points(points, covariance_type, weight_sum, n_samples):
@@ -108,6 +127,8 @@ def starts_for(init_params, n_components, covariance_types, data: RowData, rando
     if init_params == "random":
         start = RandomAssigner(int(random_state.randint(np.iinfo(np.int32).max)), n_components)
         return [start] * len(covariance_types)
+    if sample is not None:
+        sample = filled_sample(sample, weights)
     if init_params == "kmeans":
         kmeans = KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
         start = NearestCentreAssigner(kmeans.fit(sample, sample_weight=weights).cluster_centers_)

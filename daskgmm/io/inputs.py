@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dask
 import dask.array as da
@@ -31,12 +31,18 @@ class RowData:
         Chunked exactly like ``X``'s rows.
     in_memory : bool
         True when ``X`` wraps a NumPy array of the caller (no storage to read).
+    first_row : int
+        Global index of ``X``'s first row (a wave of chunks: see :meth:`in_waves`).
+    missing : bool
+        NaN marks a missing value, which EM integrates out (``missing="em"``); False: a
+        row with NaN is an error.
     """
 
     X: da.Array
     sample_weight: da.Array | None = None
     in_memory: bool = False
-    first_row: int = 0  # global index of X's first row (a wave of chunks: see in_waves)
+    first_row: int = 0
+    missing: bool = False
 
     @property
     def n_samples(self) -> int:
@@ -56,8 +62,9 @@ class RowData:
         n_chunks = self.X.numblocks[0]
         edges = np.linspace(0, n_chunks, min(count, n_chunks) + 1).round().astype(int)
         offsets = np.cumsum((0,) + self.X.chunks[0])
-        return [RowData(self.X.blocks[a:b], None if self.sample_weight is None else self.sample_weight.blocks[a:b],
-                        self.in_memory, self.first_row + int(offsets[a]))
+        return [replace(self, X=self.X.blocks[a:b],
+                        sample_weight=None if self.sample_weight is None else self.sample_weight.blocks[a:b],
+                        first_row=self.first_row + int(offsets[a]))
                 for a, b in zip(edges[:-1], edges[1:])]
 
 
@@ -96,7 +103,7 @@ def _check_2d(shape, estimator_name):
 
 
 def as_dask_rows(X, *, chunk_rows=None, ensure_min_samples=1, estimator_name="GaussianMixture",
-                 default_rows=None):
+                 default_rows=None, allow_nan=False):
     """A 2-D float Dask array chunked in whole rows, and whether it wraps memory.
 
     Dask input is used lazily (rechunked once if its columns are split, chunk
@@ -104,6 +111,7 @@ def as_dask_rows(X, *, chunk_rows=None, ensure_min_samples=1, estimator_name="Ga
     ``check_array`` (same errors as scikit-learn for NaN, shape, dtype) and is
     wrapped with ``chunk_rows`` rows per chunk, by default
     ``default_rows(n_samples, n_features, itemsize)`` (:func:`default_chunk_rows`).
+    ``allow_nan``: NaN marks a missing value (infinity is still refused).
     """
     if isinstance(X, (str, os.PathLike)) or _is_stored_array(X):
         from .stores import open_array
@@ -134,13 +142,15 @@ def as_dask_rows(X, *, chunk_rows=None, ensure_min_samples=1, estimator_name="Ga
                 f"is required by {estimator_name}."
             )
         return X, False
-    array = check_array(
-        X,
-        dtype=[np.float64, np.float32],
-        ensure_min_samples=ensure_min_samples,
-        estimator=estimator_name,
-        input_name="X",
-    )
+    try:
+        array = check_array(X, dtype=[np.float64, np.float32], ensure_min_samples=ensure_min_samples,
+                            ensure_all_finite="allow-nan" if allow_nan else True, estimator=estimator_name,
+                            input_name="X")
+    except ValueError as error:
+        if "contains NaN" in str(error) and estimator_name == "GaussianMixture":
+            raise ValueError(f"{error}\nOr fit GaussianMixture(missing='em'), whose EM uses every observed value.") \
+                from None
+        raise
     rows = chunk_rows or (default_rows or default_chunk_rows)(*array.shape, array.dtype.itemsize)
     return wrap_in_memory(array, rows), True
 

@@ -19,6 +19,7 @@ from ..model.params import GaussianParams
 from ..model.statistics import SufficientStats
 from .blocks import SharedCentre, Workspace, block_mean, centre_block, default_block_rows, uses_quadratic_form
 from .densities import normalize_log_prob, weighted_log_prob
+from .missing import MISSING_ON_CPU_ONLY, check_incomplete_rows, filled_hard_statistics, missing_statistics, observed_log_prob
 from .sums import log_likelihood_sums, moment_sums, separable_sums
 
 # Covariance types whose Gaussian E-step and sums run as compiled loops (daskgmm.kernels.numba_loops).
@@ -48,11 +49,18 @@ class GaussianAssigner:
     def assign(self, block, rows, workspace=None, quadratic=False):
         return normalize_log_prob(weighted_log_prob(block, self.params, workspace, quadratic), workspace)
 
+    def incomplete_statistics(self, X, sample_weight, covariance_type):
+        """The E-step's statistics of rows with missing values (:mod:`daskgmm.kernels.missing`)."""
+        return missing_statistics(X, sample_weight, self.params, covariance_type)
+
 
 class GaussianScorer(GaussianAssigner):
     """Only the rows' log-likelihood under the parameters: no responsibilities kept, no M-step
     sums (the statistics carry ``log_likelihood`` and ``weight_sum``; their sums are zero). The
     scoring pass of ``select_model``, which needs every candidate's final log-likelihood."""
+
+    def incomplete_statistics(self, X, sample_weight, covariance_type):
+        return missing_statistics(X, sample_weight, self.params, covariance_type, scores_only=True)
 
 
 class NearestCentreAssigner:
@@ -76,6 +84,11 @@ class NearestCentreAssigner:
         resp[np.arange(labels.size), labels] = 1
         return resp, None
 
+    def incomplete_statistics(self, X, sample_weight, covariance_type):
+        """Rows with missing values go to the nearest centre over their observed coordinates, and
+        take their missing ones from it (:func:`~daskgmm.kernels.missing.filled_hard_statistics`)."""
+        return filled_hard_statistics(X, sample_weight, self.centres, covariance_type)
+
 
 class RandomAssigner:
     """Uniform random responsibilities, normalised per row ('random' init).
@@ -90,6 +103,13 @@ class RandomAssigner:
 
     def assign(self, block, rows, workspace=None, quadratic=False):
         return random_responsibilities(self.seed, self.n_components, rows).astype(block.dtype), None
+
+    def incomplete_statistics(self, X, sample_weight, covariance_type):
+        raise ValueError(RANDOM_WITH_MISSING)
+
+
+RANDOM_WITH_MISSING = ("init_params='random' cannot start a fit of data with missing values (random responsibilities "
+                       "say nothing about the missing coordinates): use 'kmeans', 'k-means++' or 'random_from_data'.")
 
 
 def random_responsibilities(seed, n_components, rows):
@@ -116,6 +136,7 @@ def chunk_statistics(
     row_offset=0,
     block_rows=None,
     track_worst=0,
+    missing=False,
 ):
     """Statistics of one chunk: the body of one task of an EM pass.
 
@@ -136,19 +157,23 @@ def chunk_statistics(
     track_worst : int
         Also keep this many worst-explained rows (for re-seeding collapsed
         components); 0 keeps none.
+    missing : bool
+        NaN marks a missing value: rows with NaN add what their observed values say
+        (the assigner's ``incomplete_statistics``, :mod:`daskgmm.kernels.missing`), and a row
+        with infinity or no observed value is an error. False: they are skipped and counted.
 
     Returns
     -------
     SufficientStats
         Only the statistics: responsibilities never leave this function.
-        Rows with NaN/inf are skipped and counted in ``n_nonfinite``.
+        Rows with NaN/inf are skipped and counted in ``n_nonfinite`` (unless ``missing``).
     """
     return chunk_statistics_models(X, sample_weight, [assigner], [covariance_type], [n_components], row_offset,
-                                   block_rows, [track_worst])[0]
+                                   block_rows, [track_worst], missing=missing)[0]
 
 
 def chunk_statistics_models(X, sample_weight, assigners, covariance_types, n_components, row_offset=0,
-                            block_rows=None, track_worst=None, stack=False):
+                            block_rows=None, track_worst=None, stack=False, missing=False):
     """:func:`chunk_statistics` of several models in one walk over the chunk's blocks.
 
     The models share what does not depend on them: the blocks, their centring (the centre
@@ -159,8 +184,14 @@ def chunk_statistics_models(X, sample_weight, assigners, covariance_types, n_com
     over the rows, which gives each what its own would), unless ``stack``: then
     ``MIN_STACKED_E_STEPS`` or more diag and spherical E-steps run as one GEMM and their M-step
     sums as another (:mod:`daskgmm.kernels.stacked`), equal to their lone walks up to round-off.
+    ``missing``: see :func:`chunk_statistics` (the rows with NaN are set apart and each model adds
+    their statistics, :func:`statistics_with_missing_values`).
     """
     X = np.asarray(X)
+    # (a finite sum means finite rows, as below: data without NaN take the usual walk at once)
+    if missing and not np.isfinite(np.ones(X.shape[0], X.dtype) @ X).all():
+        return statistics_with_missing_values(X, sample_weight, assigners, covariance_types, n_components, row_offset,
+                                              block_rows, track_worst, stack)
     n_models = len(assigners)
     worst = list(track_worst) if track_worst is not None else [0] * n_models
     stackable = [m for m in range(n_models) if covariance_types[m] in COMPILED_TYPES]
@@ -212,6 +243,7 @@ def chunk_statistics_models(X, sample_weight, assigners, covariance_types, n_com
             totals = [total + SufficientStats(total.covariance_type, *_zeros_like_stats(total), n_rows=n_bad,
                                               n_nonfinite=n_bad, first_nonfinite=int(rows[~finite][0]))
                       for total in totals]
+        if finite is not None:
             raw, rows = raw[finite], rows[finite]
             weights = None if weights is None else weights[finite]
         if raw.shape[0] == 0:
@@ -247,6 +279,25 @@ def chunk_statistics_models(X, sample_weight, assigners, covariance_types, n_com
     return totals
 
 
+def statistics_with_missing_values(X, sample_weight, assigners, covariance_types, n_components, row_offset=0,
+                                   block_rows=None, track_worst=None, stack=False):
+    """:func:`chunk_statistics_models` of a chunk whose NaN are missing values: its complete rows
+    take the usual walk, its rows with NaN each model's ``incomplete_statistics``
+    (:mod:`daskgmm.kernels.missing`). Infinity, and a row with no observed value, are errors
+    naming the row. (The complete rows are walked as one array: their worst-explained rows, kept
+    for re-seeding, carry indices among them, which order ties only.)"""
+    incomplete = ~np.isfinite(X).all(axis=1)
+    rows = np.flatnonzero(incomplete)
+    with_nan = X[rows]
+    check_incomplete_rows(with_nan, row_offset + rows)
+    weights = None if sample_weight is None else np.asarray(sample_weight)
+    complete = ~incomplete
+    totals = chunk_statistics_models(X[complete], None if weights is None else weights[complete], assigners,
+                                     covariance_types, n_components, row_offset, block_rows, track_worst, stack)
+    return [total + assigner.incomplete_statistics(with_nan, None if weights is None else weights[rows], covariance_type)
+            for total, assigner, covariance_type in zip(totals, assigners, covariance_types)]
+
+
 def _stacked_model(assigner):
     """What :class:`~daskgmm.kernels.stacked.StackedModels` takes for an assigner: parameters or centres."""
     return assigner.params if isinstance(assigner, GaussianAssigner) else assigner.centres
@@ -278,17 +329,19 @@ def block_sums_of(assigner, block, rows, sample_weight, covariance_type, n_compo
 
 
 def chunk_statistics_many(X, sample_weight, assigners, covariance_types, n_components, row_offset=0,
-                          kernel=chunk_statistics, track_worst=None, stack=False):
+                          kernel=chunk_statistics, track_worst=None, stack=False, missing=False):
     """Statistics of one chunk for several models at once: one read, one list of statistics.
 
     ``assigners``, ``covariance_types``, ``n_components`` and ``track_worst``
     are parallel lists, one entry per model (model selection and restarts
-    share the pass); ``kernel`` is :func:`chunk_statistics` or its GPU twin; ``stack``: see
-    :func:`chunk_statistics_models`.
+    share the pass); ``kernel`` is :func:`chunk_statistics` or its GPU twin; ``stack`` and
+    ``missing``: see :func:`chunk_statistics_models` (``missing`` on the CPU only).
     """
     if kernel is chunk_statistics:  # one walk over the blocks for all models
         return chunk_statistics_models(X, sample_weight, assigners, covariance_types, n_components, row_offset,
-                                       None, track_worst, stack)
+                                       None, track_worst, stack, missing)
+    if missing:
+        raise ValueError(MISSING_ON_CPU_ONLY)
     worst = track_worst if track_worst is not None else [0] * len(assigners)
     return [
         kernel(X, sample_weight, assigner, covariance_type, k, row_offset, None, count)
@@ -317,11 +370,14 @@ def _zeros_like_stats(stats):
     )
 
 
-def per_row(X, params: GaussianParams, output, dtype=None):
+def per_row(X, params: GaussianParams, output, dtype=None, missing=False):
     """Every row's ``output``: "label" (most probable component), "proba" (posterior probabilities)
     or "log_norm" (``log p(x)``), computed block by block (no n x K temporaries); probabilities
-    and log-likelihoods in ``dtype`` (default: ``X``'s)."""
+    and log-likelihoods in ``dtype`` (default: ``X``'s). ``missing``: NaN marks a missing value,
+    and a row with NaN gets the output of the marginal density of its observed values."""
     X = np.asarray(X)
+    if missing:
+        return _per_row_with_missing(X, params, output, dtype)
     out = new_per_row_output(len(X), params.n_components, dtype or X.dtype, output)
     per_block = {
         "label": lambda log_prob, ws: np.argmax(log_prob, axis=1),
@@ -340,6 +396,20 @@ def per_row(X, params: GaussianParams, output, dtype=None):
     for start in range(0, X.shape[0], block_rows):
         block = centre_block(X[start : start + block_rows], workspace)
         out[start : start + block.n_rows] = block_output(block)
+    return out
+
+
+def _per_row_with_missing(X, params, output, dtype):
+    incomplete = np.flatnonzero(np.isnan(X).any(axis=1))
+    complete = np.setdiff1d(np.arange(X.shape[0]), incomplete)
+    out = new_per_row_output(len(X), params.n_components, dtype or X.dtype, output)
+    if complete.size:
+        out[complete] = per_row(X[complete], params, output, dtype)
+    if incomplete.size:
+        check_incomplete_rows(X[incomplete], incomplete)
+        log_prob = observed_log_prob(X[incomplete], params)
+        out[incomplete] = (np.argmax(log_prob, axis=1) if output == "label"
+                           else normalize_log_prob(log_prob)[0 if output == "proba" else 1])
     return out
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from ..model.params import GaussianParams, log_prob_offset
 from ..model.statistics import SufficientStats
 from .chunk import new_per_row_output, worst_explained
+from .missing import MISSING_ON_CPU_ONLY
 
 # Rows per block on the GPU: the largest temporaries are K x rows x D; this many
 # bytes of them keep several tasks' blocks well inside any current GPU's memory.
@@ -129,7 +130,7 @@ def _scatter(cp, rows64, resp, means_c, covariance_type):
 
 
 def chunk_statistics(X, sample_weight, assigner, covariance_type=None, n_components=None, row_offset=0,
-                     block_rows=None, track_worst=0):
+                     block_rows=None, track_worst=0, missing=False):
     """Statistics of one chunk under the assigner's parameters, computed on the GPU.
 
     The signature of :func:`daskgmm.kernels.chunk.chunk_statistics` (the engine
@@ -152,8 +153,10 @@ def chunk_statistics(X, sample_weight, assigner, covariance_type=None, n_compone
     -------
     SufficientStats
         As :func:`daskgmm.kernels.chunk.chunk_statistics`: rows with NaN/inf are
-        skipped and counted.
+        skipped and counted (``missing`` is the CPU's only).
     """
+    if missing:
+        raise ValueError(MISSING_ON_CPU_ONLY)
     cp = cupy_or_error()
     X = np.asarray(X)
     params = assigner.params
@@ -206,9 +209,11 @@ def _zeros(stats):
     return np.zeros_like(stats.resp_sum), np.zeros_like(stats.means), np.zeros_like(stats.scatter)
 
 
-def per_row(X, params: GaussianParams, output, dtype=None):
+def per_row(X, params: GaussianParams, output, dtype=None, missing=False):
     """Every row's ``output`` ("label", "proba" or "log_norm") computed on the GPU: the twin of
-    :func:`daskgmm.kernels.chunk.per_row`."""
+    :func:`daskgmm.kernels.chunk.per_row` (missing values are the CPU's only)."""
+    if missing:
+        raise ValueError(MISSING_ON_CPU_ONLY)
     reduce_block = {
         "label": lambda cp, log_prob: cp.argmax(log_prob, axis=1),
         "proba": lambda cp, log_prob: _normalise(cp, log_prob)[0],

@@ -335,3 +335,25 @@ def _diagonal_factors(params: GaussianParams, n_features):
     if params.covariance_type == "spherical":
         factors = np.repeat(factors[:, None], n_features, axis=1)
     return np.ascontiguousarray(factors)
+
+
+# ----------------------------------------------------------------- missing values (daskgmm.kernels.missing)
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
+def missing_log_prob(raw, shift, factors, whitened_means, log_factors, log_weights, log_2pi, log_prob):
+    """``log w_k + log N(x_o | mu_ko, diag)`` of rows with NaN, over each row's observed coordinates
+    ``o`` only (a NaN is skipped: fastmath here keeps NaN tests), each difference exactly centred."""
+    n_rows, n_features = raw.shape
+    for i in range(n_rows):
+        for k in range(factors.shape[0]):
+            distance = 0.0
+            log_det = 0.0
+            observed = 0
+            for d in range(n_features):
+                value = raw[i, d]
+                if value != value:
+                    continue
+                whitened = factors[k, d] * (value - shift[d]) - whitened_means[k, d]
+                distance += whitened * whitened
+                log_det += log_factors[k, d]
+                observed += 1
+            log_prob[i, k] = log_weights[k] + log_det - 0.5 * (observed * log_2pi + distance)

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..model.statistics import SufficientStats, check_finite, nonfinite_rows_error, scaled
 from .chunk import chunk_statistics
+from .missing import check_incomplete_rows
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,10 @@ def online_step(state: OnlineState, stats: SufficientStats, family, learning_dec
 
 
 def online_steps(X, sample_weight, state: OnlineState, family, covariance_type, n_components, learning_decay,
-                 learning_offset, batch_rows, row_offset=0, kernel=chunk_statistics) -> OnlineState:
+                 learning_offset, batch_rows, row_offset=0, kernel=chunk_statistics, missing=False) -> OnlineState:
     """Online EM steps over the rows of one chunk (or NumPy batch), about ``batch_rows`` rows each
-    (a rest of less than half a step is shared out). Non-finite rows are refused.
+    (a rest of less than half a step is shared out). Non-finite rows are refused (with
+    ``missing``, NaN marks a missing value: only infinity and rows with nothing observed).
 
     Step ``j`` of ``S`` takes rows ``j, j + S, j + 2S, ...``: every step sees the whole chunk, so
     a chunk sorted by cluster or by time (a user's batch of one class after another) makes ``S``
@@ -60,7 +62,9 @@ def online_steps(X, sample_weight, state: OnlineState, family, covariance_type, 
     n_steps = max(1, -(-n_rows // batch_rows))
     if n_steps > 1 and n_rows - (n_steps - 1) * batch_rows < batch_rows // 2:
         n_steps -= 1
-    if n_steps > 1:  # the steps' rows are not contiguous: the row numbers of bad rows are found here
+    if n_steps > 1 and missing:  # the steps' rows are not contiguous: the row numbers of bad rows are found here
+        check_incomplete_rows(X, row_offset + np.arange(n_rows))
+    elif n_steps > 1:
         finite = np.isfinite(X).all(axis=1)
         if not finite.all():
             raise nonfinite_rows_error(int(n_rows - finite.sum()), n_rows, row_offset + int(np.argmin(finite)))
@@ -68,7 +72,7 @@ def online_steps(X, sample_weight, state: OnlineState, family, covariance_type, 
         rows = slice(step, None, n_steps)
         weights = None if sample_weight is None else np.asarray(sample_weight)[rows]
         stats = kernel(np.ascontiguousarray(X[rows]), weights, family.assigner(state.params), covariance_type,
-                       n_components, row_offset)
+                       n_components, row_offset, missing=missing)
         check_finite(stats)
         state = online_step(state, stats, family, learning_decay, learning_offset)
     return state

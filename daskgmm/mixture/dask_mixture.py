@@ -71,6 +71,8 @@ class DaskMixtureMixin:
     """
 
     _bound_name = "mean log-likelihood"
+    # whether NaN marks a missing value (GaussianMixture's ``missing="em"``) rather than an error
+    _handles_missing = False
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None, sample_weight=None, *, progress=None):
@@ -141,7 +143,7 @@ class DaskMixtureMixin:
                 f"n_samples = {n_samples}"
             )
         checked = self._check_model_arguments(n_features)
-        data = RowData(X_rows, as_sample_weight(sample_weight, X_rows), in_memory)
+        data = RowData(X_rows, as_sample_weight(sample_weight, X_rows), in_memory, missing=self._handles_missing)
 
         warm_start = None
         if self.warm_start and hasattr(self, "converged_"):
@@ -227,7 +229,7 @@ class DaskMixtureMixin:
         if fitted:
             self._check_features(X_rows, names, reset=False)
         checked = self._check_model_arguments(X_rows.shape[1])
-        data = RowData(X_rows, as_sample_weight(sample_weight, X_rows), in_memory)
+        data = RowData(X_rows, as_sample_weight(sample_weight, X_rows), in_memory, missing=self._handles_missing)
         batches = [data] if in_memory else data.in_waves(X_rows.numblocks[0])  # chunk by chunk
         family = self._family(data, checked)
         if fitted:
@@ -247,7 +249,7 @@ class DaskMixtureMixin:
         for batch in batches:  # one compute per chunk: the chunks are read one after another
             rows = step_rows or batch.n_samples
             step = dask.delayed(online_steps, pure=True)(
-                batch.X, batch.sample_weight, state, *settings, rows, batch.first_row, kernel)
+                batch.X, batch.sample_weight, state, *settings, rows, batch.first_row, kernel, data.missing)
             with blas_threads_for(1):
                 (state,) = dask.compute(step)
         if state.n_steps == 0:
@@ -280,8 +282,8 @@ class DaskMixtureMixin:
         if not samples:  # 'random' starts or the user's arrays drew none
             samples.append(draw_sample(data, self.init_sample_size, random_state))
         sample, weights = samples[0]
-        rows, _ = as_dask_rows(sample, default_rows=self._default_chunk_rows())
-        sample_data = RowData(rows, as_sample_weight(weights, rows), in_memory=True)
+        rows, _ = as_dask_rows(sample, default_rows=self._default_chunk_rows(), allow_nan=data.missing)
+        sample_data = RowData(rows, as_sample_weight(weights, rows), in_memory=True, missing=data.missing)
         runs = [Run(FitResult(start, -np.inf)) for start in starts]
         advance_runs(sample_data, runs, family, tol=self._convergence_tol(sample_data), max_iter=self.max_iter,
                      split_every=self.split_every, device=self.device, fail_soft=True)
@@ -314,7 +316,7 @@ class DaskMixtureMixin:
         DataFrames (pandas or Dask), Dask arrays, stored arrays and paths, all opened alike."""
         names = feature_names(X)
         rows, in_memory = as_dask_rows(X, chunk_rows=self.chunk_rows, ensure_min_samples=ensure_min_samples,
-                                       default_rows=self._default_chunk_rows())
+                                       default_rows=self._default_chunk_rows(), allow_nan=self._handles_missing)
         return rows, in_memory, names
 
     def _check_features(self, rows, names, *, reset):
@@ -346,6 +348,8 @@ class DaskMixtureMixin:
         if self.device == "cuda":
             from ..kernels import gpu
 
+            if self._handles_missing:
+                raise ValueError(gpu.MISSING_ON_CPU_ONLY)
             gpu.cupy_or_error()
 
     def _map_rows(self, X_rows, in_memory, output):
@@ -362,7 +366,7 @@ class DaskMixtureMixin:
             # (the compiled diag/spherical loops compute in float64 from float32 rows as they are:
             # no float64 copy of every chunk, which doubled a streamed prediction's memory)
             X_rows = X_rows.astype(dtype, copy=False)
-        out = per_row_pass(X_rows, self._per_row_params(), output, self.device, dtype)
+        out = per_row_pass(X_rows, self._per_row_params(), output, self.device, dtype, self._handles_missing)
         if not in_memory:
             return out
         with blas_threads_for(X_rows.numblocks[0]):

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.mixture import GaussianMixture as _SklearnGaussianMixture
+from sklearn.utils._param_validation import StrOptions
 
 from ..em.families import GaussianFamily
 from ..em.starts import DEFAULT_INIT_SAMPLE_SIZE, initial_parameters
+from ..kernels.chunk import RANDOM_WITH_MISSING
 from ..model.params import GaussianParams, check_representable, information_criteria, n_parameters
 from ..model.records import DEFAULT_SPLIT_EVERY, FitResult
 from ..model.validation import check_init_arrays
@@ -102,6 +104,19 @@ verbose_interval
         a NumPy batch of 20k rows in 78. That is what one epoch needs to land near batch EM on
         rows in random order, whether it comes as one array or as a loop over batches
         (docs/guide.md).
+    missing : {"raise", "em"}, default="raise"
+        What a NaN in ``X`` means. "raise" (scikit-learn's behaviour): an error, naming the
+        first row with one. "em": a missing value, and EM uses every observed number (exact EM
+        when values are missing at random): the E-step scores each row under each component's
+        marginal Gaussian of the row's observed coordinates, the M-step completes the missing
+        coordinates by their conditional expectations and adds their conditional covariance.
+        ``predict``, ``predict_proba``, ``score_samples``, ``score``, ``bic`` and ``aic`` then
+        take rows with NaN too (the marginal density of their observed values). Infinity, and a
+        row with no observed value, are errors. Initialisation ('kmeans', 'k-means++',
+        'random_from_data') looks at the sample with each missing value filled by its column's
+        observed mean; the k-means assignment pass then sends each row to the nearest centre
+        over its observed coordinates and takes its missing ones from that centre ('random' is
+        refused). CPU only; rows without NaN cost what they cost without this option.
 
     Attributes
     ----------
@@ -126,10 +141,11 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         **_SklearnGaussianMixture._parameter_constraints,
         **DASK_PARAMETER_CONSTRAINTS,
         "reseed_collapsed": ["boolean"],
+        "missing": [StrOptions({"raise", "em"})],
     }
     # what a checkpoint's fingerprint holds (settings that change the fit)
     _fit_settings = ("n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
-                     "init_params", "init_sample_size", "reseed_collapsed", "algorithm", "waves")
+                     "init_params", "init_sample_size", "reseed_collapsed", "algorithm", "waves", "missing")
     _fit_arrays = ("weights_init", "means_init", "precisions_init")
     # a model file's arrays and scalars beyond the Gaussian ones (model_io.ARRAYS, SCALARS)
     _model_arrays = ()
@@ -164,6 +180,7 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         device="cpu",
         algorithm="batch",
         waves="auto",
+        missing="raise",
     ):
         super().__init__(
             n_components=n_components,
@@ -193,9 +210,16 @@ converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_
         self.device = device
         self.algorithm = algorithm
         self.waves = waves
+        self.missing = missing
+
+    @property
+    def _handles_missing(self):
+        return self.missing == "em"
 
     # ------------------------------------------------------------ the model's part of a fit
     def _check_model_arguments(self, n_features):
+        if self._handles_missing and self.init_params == "random":
+            raise ValueError(RANDOM_WITH_MISSING)
         return check_init_arrays(self.weights_init, self.means_init, self.precisions_init, self.covariance_type,
                                  self.n_components, n_features)
 

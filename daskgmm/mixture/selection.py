@@ -29,7 +29,7 @@ from ..em.passes import statistics_pass_many
 from ..em.progress import Reporters
 from ..em.starts import DEFAULT_INIT_SAMPLE_SIZE, draw_sample, finish_starts, starts_for
 from ..io.inputs import RowData, as_dask_rows, as_sample_weight, feature_names
-from ..kernels.chunk import COMPILED_TYPES, GaussianScorer
+from ..kernels.chunk import COMPILED_TYPES, RANDOM_WITH_MISSING, GaussianScorer
 from ..model.params import information_criteria
 from ..model.records import DEFAULT_SPLIT_EVERY, FitResult
 from ..model.statistics import SufficientStats
@@ -243,6 +243,7 @@ def select_model(
     split_every=DEFAULT_SPLIT_EVERY,
     persist="auto",
     progress=None,
+    missing="raise",
 ) -> SelectionResult:
     """Fit every (K, covariance type, restart) candidate in shared passes; keep the best.
 
@@ -263,8 +264,9 @@ def select_model(
         optimum for the true K and the criterion silently picks another K
         (scikit-learn#34845); the extra starts share every pass.
     tol, reg_covar, max_iter, random_state, init_sample_size, chunk_rows,
-    split_every, persist
-        As for :class:`daskgmm.GaussianMixture`.
+    split_every, persist, missing
+        As for :class:`daskgmm.GaussianMixture` (``missing="em"``: NaN marks a missing value;
+        every candidate, its scores and ``best_estimator_`` use the observed values).
     sample_weight : array-like or dask array, optional
     progress : object, optional
         Told ``iteration_end(i, n_iter, change, lower_bound)`` for candidate ``i`` (in the
@@ -280,11 +282,12 @@ def select_model(
     with worker_deaths_explained():
         return _select_model(X, n_components, covariance_types, criterion, n_init, init_params, tol, reg_covar,
                              max_iter, random_state, sample_weight, init_sample_size, chunk_rows, split_every,
-                             persist, progress)
+                             persist, progress, missing)
 
 
 def _select_model(X, n_components, covariance_types, criterion, n_init, init_params, tol, reg_covar, max_iter,
-                  random_state, sample_weight, init_sample_size, chunk_rows, split_every, persist, progress):
+                  random_state, sample_weight, init_sample_size, chunk_rows, split_every, persist, progress,
+                  missing):
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
     ks = sorted(set(int(k) for k in n_components))
@@ -294,18 +297,22 @@ def _select_model(X, n_components, covariance_types, criterion, n_init, init_par
         raise ValueError("init_params must name at least one method")
     template = GaussianMixture(max(ks), init_params=methods[0], tol=tol, reg_covar=reg_covar,
                                max_iter=max_iter, n_init=n_init, chunk_rows=chunk_rows,
-                               split_every=split_every, init_sample_size=init_sample_size)
+                               split_every=split_every, init_sample_size=init_sample_size, missing=missing)
     for covariance_type, method in ((t, m) for t in types for m in methods):
         template.set_params(covariance_type=covariance_type, init_params=method)._validate_params()
+    if template._handles_missing and "random" in methods:
+        raise ValueError(RANDOM_WITH_MISSING)
     if min(ks) < 1:
         raise ValueError(f"n_components must be >= 1, got {min(ks)}")
-    X_rows, in_memory = as_dask_rows(X, chunk_rows=chunk_rows, ensure_min_samples=2)
+    X_rows, in_memory = as_dask_rows(X, chunk_rows=chunk_rows, ensure_min_samples=2,
+                                     allow_nan=template._handles_missing)
     check_worker_memory(max(X_rows.chunks[0]) * X_rows.shape[1] * X_rows.dtype.itemsize,
                         any(covariance_type in COMPILED_TYPES for covariance_type in types))
     if X_rows.shape[0] < max(ks):
         raise ValueError(f"Expected n_samples >= n_components but got n_components = {max(ks)}, "
                          f"n_samples = {X_rows.shape[0]}")
-    data = place_data(RowData(X_rows, as_sample_weight(sample_weight, X_rows), in_memory), persist)
+    data = place_data(RowData(X_rows, as_sample_weight(sample_weight, X_rows), in_memory,
+                              missing=template._handles_missing), persist)
     rng = check_random_state(random_state)
     candidates = [Candidate(k, t, r, m) for t in types for k in ks for m in methods for r in range(n_init)]
     passes = _initial_params(candidates, data, reg_covar, rng, init_sample_size, split_every)
@@ -336,7 +343,7 @@ def _select_model(X, n_components, covariance_types, criterion, n_init, init_par
         c.bic, c.aic = information_criteria(c.log_likelihood, s.weight_sum, family.n_parameters(c.result.params))
     settings = dict(tol=tol, reg_covar=reg_covar, max_iter=max_iter, random_state=random_state,
                     chunk_rows=chunk_rows, split_every=split_every, init_sample_size=init_sample_size,
-                    persist=persist)
+                    persist=persist, missing=missing)
     table = [
         dict(n_components=c.n_components, covariance_type=c.covariance_type, init_params=c.init_params,
              restart=c.restart, bic=c.bic, aic=c.aic, log_likelihood=c.log_likelihood,

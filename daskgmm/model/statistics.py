@@ -24,6 +24,8 @@ from functools import reduce
 import numpy as np
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+# The end of every "X contains NaN" error of a model that refuses missing values.
+MISSING_HINT = ", or fit GaussianMixture(missing='em'), whose EM uses every observed value."
 
 
 def scatter_shape(covariance_type: str, n_components: int, n_features: int) -> tuple:
@@ -159,7 +161,7 @@ def nonfinite_rows_error(n_nonfinite, n_rows, first_nonfinite):
     return ValueError(
         f"Input X contains NaN or infinity in {n_nonfinite} of {n_rows} "
         f"rows (the first at row {first_nonfinite}). GaussianMixture cannot "
-        "fit non-finite values: drop or impute those rows first."
+        "fit non-finite values: drop or impute those rows first" + MISSING_HINT
     )
 
 
