@@ -69,84 +69,116 @@ def dense_precisions(params: GaussianParams):
     return chol @ np.swapaxes(chol, 1, 2), -2 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)
 
 
-class MissingPatterns:
-    """The rows of a chunk that miss ``r`` coordinates (one ``r`` per instance), with what a full or
-    tied model needs of each pattern among them: the block ``P_k,mm`` of every precision at the
-    missing coordinates ``m``, inverted (``(K, patterns, r, r)``), and its log-determinant. Made
-    once per chunk and model, so a pattern costs one small inversion per component, however
-    many of its rows there are and whichever row block they fall in."""
+class DenseGroup:
+    """A full or tied model's E-step and M-step sums over the rows of a chunk that miss the same
+    number ``r`` of coordinates, by the precision matrices ``P_k``.
 
-    def __init__(self, rows, missing, precisions):
-        self.rows = rows
-        self.patterns, pattern_of_row = np.unique(missing, axis=0, return_inverse=True)
-        self.pattern_of_row = pattern_of_row.ravel()
-        self.missing = missing
-        blocks = precisions[:, self.patterns[:, :, None], self.patterns[:, None, :]]
-        self.inverse = np.linalg.inv(blocks)
-        self.log_det = np.linalg.slogdet(blocks)[1]
-
-    @classmethod
-    def of_rows(cls, observed, precisions):
-        """One instance per number of missing coordinates among rows ``observed`` (a bool mask)."""
-        n_missing = (~observed).sum(axis=1)
-        groups = []
-        for r in np.unique(n_missing):
-            rows = np.flatnonzero(n_missing == r)
-            groups.append(cls(rows, np.nonzero(~observed[rows])[1].reshape(len(rows), r), precisions))
-        return groups
-
-
-class DenseBlock:
-    """A full or tied model's E-step over a block of rows that miss the same number ``r`` of
-    coordinates, by the precision matrices ``P_k``: with ``delta`` a row's differences to
-    ``mu_k`` (0 where missing) and ``t = (P_k delta)_m``, the marginal's Mahalanobis distance is
-    ``delta' P_k delta - t' P_k,mm^-1 t``, ``log det Sigma_k,oo = log det Sigma_k + log det P_k,mm``,
-    and the missing coordinates' conditional expectation is ``mu_km - P_k,mm^-1 t`` (conditional
-    covariance ``P_k,mm^-1``). Everything is a product over the block's rows at once but the
-    small inverses, which come per pattern from :class:`MissingPatterns`.
+    With ``x`` a row about the group's centre (0 where missing), ``m`` its missing coordinates and
+    ``delta = x - mu_k`` on the observed ones (0 on ``m``): the marginal's Mahalanobis distance is
+    ``delta' P delta - t' P_mm^-1 t`` with ``t = (P delta)_m``, ``log det Sigma_oo = log det Sigma +
+    log det P_mm``, and the missing coordinates' conditional mean is ``mu_m - P_mm^-1 t``
+    (conditional covariance ``P_mm^-1``). Expanded in ``x``, every term is a GEMM over the block's
+    rows (``u = P_k x`` for all components in one) plus per-row gathers of ``r`` values and
+    constants of the row's pattern: the small inverses ``P_mm^-1`` are made once per (pattern,
+    component) for the whole group. The M-step sums of the completed rows
+    ``x + sum_a e_ma z_a`` are GEMMs too, the completion's own products and the conditional
+    covariances added per pattern once per group.
     """
 
-    def __init__(self, X, params: GaussianParams, precisions, log_det, group: MissingPatterns, block):
-        observed = ~np.isnan(X)
-        self.centre = observed_centre(X, observed)
-        means = params.means - self.centre  # about the centre
-        values = np.where(observed, X - self.centre, 0.0)
-        delta = values[None] - means[:, None] * observed  # (K, n, D), 0 where missing
-        product = delta @ precisions
-        maha = np.sum(delta * product, axis=2)
-        log_det_marginal = np.repeat(log_det[:, None], len(X), axis=1)
-        self.completed = np.repeat(values[None], len(means), axis=0)  # (K, n, D): the rows completed per component
-        self.group, self.pattern_of_row = group, group.pattern_of_row[block]
-        missing = group.missing[block]
-        if missing.shape[1]:
-            t = np.take_along_axis(product, missing[None], axis=2)  # (K, n, r)
-            s = np.einsum("knij,knj->kni", group.inverse[:, self.pattern_of_row], t)
-            maha -= np.sum(t * s, axis=2)
-            log_det_marginal += group.log_det[:, self.pattern_of_row]
-            completion = means[np.arange(len(means))[:, None, None], missing[None]] - s
-            np.put_along_axis(self.completed, np.broadcast_to(missing[None], completion.shape), completion, axis=2)
-        self.log_prob = (params.log_weights()[:, None]
-                         - 0.5 * (maha + log_det_marginal + observed.sum(axis=1) * LOG_2PI)).T  # (n, K)
+    def __init__(self, X, missing, params: GaussianParams, precisions, log_det):
+        K, D = params.n_components, X.shape[1]
+        self.X, self.missing, self.n_components = X, missing, K
+        self.observed = np.ones(X.shape, dtype=bool)
+        self.observed[np.arange(len(X))[:, None], missing] = False
+        self.centre = observed_centre(X, self.observed)
+        self.means = params.means - self.centre  # about the centre
+        self.stacked = np.ascontiguousarray(np.swapaxes(precisions, 0, 1).reshape(D, K * D))  # [P_1 ... P_K]
+        self.precision_means = np.einsum("kde,ke->kd", precisions, self.means)
+        self.offset = params.log_weights() - 0.5 * (log_det + (D - missing.shape[1]) * LOG_2PI)
+        self.patterns, self.pattern_of_row = _patterns(missing, D)
+        m = self.patterns  # (p, r)
+        blocks = precisions[:, m[:, :, None], m[:, None, :]]  # (K, p, r, r)
+        self.inverse = np.linalg.inv(blocks)
+        means_m = self.means[:, m]  # (K, p, r)
+        block_means = np.einsum("kpij,kpj->kpi", blocks, means_m)
+        self.t_offset = self.precision_means[:, m] - block_means  # t = u_m - this
+        self.quadratic_offset = (np.einsum("kd,kd->k", self.means, self.precision_means)[:, None]
+                                 - 2 * np.einsum("kpi,kpi->kp", means_m, self.precision_means[:, m])
+                                 + np.einsum("kpi,kpi->kp", means_m, block_means))  # (K, p)
+        self.offset_per_pattern = self.offset[:, None] - 0.5 * np.linalg.slogdet(blocks)[1]  # (K, p)
+        self.mass = np.zeros(K)
+        self.first = np.zeros((K, D))
+        self.second = np.zeros((K, D, D))
+        self.pattern_products = np.zeros((len(m), K) + (m.shape[1],) * 2)  # sum w r z z' per pattern
+        self.pattern_mass = np.zeros((len(m), K))  # sum w r per pattern (the conditional covariances' weights)
 
-    def sums(self, weighted_resp, covariance_type):
-        """The M-step sums of the block's rows: :class:`SufficientStats` of the completed rows, the
-        conditional covariances added (per pattern: its rows' mass times ``P_k,mm^-1``)."""
-        K, _, D = self.completed.shape
-        mass = weighted_resp.sum(axis=0)
-        safe = np.where(mass > 0, mass, 1.0)
-        weighted = self.completed * weighted_resp.T[:, :, None]
-        first = weighted.sum(axis=1)
-        means = first / safe[:, None]
-        scatter = np.swapaxes(weighted, 1, 2) @ self.completed - first[:, :, None] * means[:, None, :]
-        patterns = self.group.patterns
-        if patterns.shape[1]:
-            rows = len(self.pattern_of_row)
-            pattern_mass = scipy.sparse.csr_matrix((np.ones(rows), (self.pattern_of_row, np.arange(rows))),
-                                                   shape=(len(patterns), rows)) @ weighted_resp  # (p, K)
-            np.add.at(scatter, (np.arange(K)[:, None, None, None], patterns[None, :, :, None], patterns[None, :, None, :]),
-                      pattern_mass.T[:, :, None, None] * self.group.inverse)
-        means = np.where(mass[:, None] > 0, means + self.centre, 0.0)
-        return SufficientStats(covariance_type, mass, means, scatter.sum(axis=0) if covariance_type == "tied" else scatter)
+    def e_step(self, rows):
+        """``(log_prob (n, K), (rows, values, completions))`` of the rows ``rows`` (a slice)."""
+        values = np.where(self.observed[rows], self.X[rows] - self.centre, 0.0)
+        n, K, D = len(values), self.n_components, values.shape[1]
+        missing, pattern = self.missing[rows], self.pattern_of_row[rows]
+        product = (values @ self.stacked).reshape(n, K, D)  # u_k = P_k x
+        maha = np.einsum("nkd,nd->nk", product, values) - 2 * (values @ self.precision_means.T)
+        gathered = np.take_along_axis(product, missing[:, None, :], axis=2)  # (n, K, r)
+        means_m = np.swapaxes(self.means[:, missing], 0, 1)  # (n, K, r)
+        maha += 2 * np.einsum("nkr,nkr->nk", gathered, means_m) + self.quadratic_offset[:, pattern].T
+        t = gathered - np.swapaxes(self.t_offset[:, pattern], 0, 1)
+        s = np.einsum("nkij,nkj->nki", np.swapaxes(self.inverse[:, pattern], 0, 1), t)
+        maha -= np.einsum("nki,nki->nk", t, s)
+        log_prob = self.offset_per_pattern[:, pattern].T - 0.5 * maha
+        return log_prob, (rows, values, means_m - s)
+
+    def add_sums(self, state, weighted_resp):
+        """Adds the rows' M-step sums (``weighted_resp``: their weighted responsibilities)."""
+        rows, values, completions = state
+        n, K = weighted_resp.shape
+        D = values.shape[1]
+        missing, pattern = self.missing[rows], self.pattern_of_row[rows]
+        self.mass += weighted_resp.sum(axis=0)
+        weighted_completions = completions * weighted_resp[:, :, None]  # (n, K, r)
+        placed = np.zeros((n, D, K))  # w r z at each row's missing coordinates
+        placed[np.arange(n)[:, None], missing] = np.swapaxes(weighted_completions, 1, 2)
+        self.first += weighted_resp.T @ values + placed.sum(axis=0).T
+        scaled = (weighted_resp[:, :, None] * values[:, None, :]).reshape(n, K * D)
+        cross = (values.T @ placed.reshape(n, D * K)).reshape(D, D, K)  # sum w r x z' at the missing columns
+        cross = np.moveaxis(cross, 2, 0)
+        self.second += (scaled.T @ values).reshape(K, D, D) + cross + np.swapaxes(cross, 1, 2)
+        products = weighted_completions[:, :, :, None] * completions[:, :, None, :]  # (n, K, r, r)
+        self.pattern_products += _sum_by(pattern, products, len(self.patterns))
+        self.pattern_mass += _sum_by(pattern, weighted_resp, len(self.patterns))
+
+    def statistics(self, covariance_type) -> SufficientStats:
+        """The group's :class:`SufficientStats` (after :meth:`add_sums` of every block)."""
+        K, D = self.first.shape
+        products = self.pattern_products + self.pattern_mass[:, :, None, None] * np.swapaxes(self.inverse, 0, 1)
+        m = self.patterns
+        index = (np.arange(K)[None, :, None, None] * D * D + m[:, None, :, None] * D + m[:, None, None, :])
+        second = self.second + np.bincount(np.broadcast_to(index, products.shape).ravel(), products.ravel(),
+                                           minlength=K * D * D).reshape(K, D, D)
+        safe = np.where(self.mass > 0, self.mass, 1.0)
+        means = self.first / safe[:, None]
+        scatter = second - self.first[:, :, None] * means[:, None, :]
+        means = np.where(self.mass[:, None] > 0, means + self.centre, 0.0)
+        return SufficientStats(covariance_type, self.mass, means,
+                               scatter.sum(axis=0) if covariance_type == "tied" else scatter)
+
+
+def _patterns(missing, n_features):
+    """``(patterns (p, r), pattern of each row)`` of rows' missing coordinates (sorted per row)."""
+    if n_features < 63:  # a pattern as the bits of one integer: a fast unique
+        keys = np.bitwise_or.reduce(np.left_shift(1, missing.astype(np.int64)), axis=1) if missing.shape[1] else \
+            np.zeros(len(missing), dtype=np.int64)
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        return missing[first], inverse.ravel()
+    patterns, inverse = np.unique(missing, axis=0, return_inverse=True)
+    return patterns, inverse.ravel()
+
+
+def _sum_by(groups, values, n_groups):
+    """``values`` (n, ...) summed by group label ``groups`` (n,): (n_groups, ...)."""
+    onehot = scipy.sparse.csr_matrix((np.ones(len(groups)), (groups, np.arange(len(groups)))),
+                                     shape=(n_groups, len(groups)))
+    return (onehot @ values.reshape(len(groups), -1)).reshape((n_groups,) + values.shape[1:])
 
 
 def rows_per_block(n_components, n_features, covariance_type):
@@ -163,16 +195,21 @@ def _blocks(X, params: GaussianParams):
     if params.covariance_type in ("diag", "spherical"):
         for start in range(0, X.shape[0], step):
             rows = slice(start, start + step)
-            yield (rows, *_separable_log_prob(X[rows], params))
+            block = SeparableBlock(X[rows], params)
+            yield rows, block.log_prob(), block
         return
     X = np.asarray(X, dtype=np.float64)
     precisions, log_det = dense_precisions(params)
-    for group in MissingPatterns.of_rows(~np.isnan(X), precisions):
-        for start in range(0, group.rows.size, step):
+    observed = ~np.isnan(X)
+    n_missing = X.shape[1] - observed.sum(axis=1)
+    for r in np.unique(n_missing):
+        rows = np.flatnonzero(n_missing == r)
+        group = DenseGroup(X[rows], np.nonzero(~observed[rows])[1].reshape(len(rows), r), params, precisions,
+                           log_det)
+        for start in range(0, rows.size, step):
             block = slice(start, start + step)
-            rows = group.rows[block]
-            state = DenseBlock(X[rows], params, precisions, log_det, group, block)
-            yield rows, state.log_prob, state
+            log_prob, state = group.e_step(block)
+            yield rows[block], log_prob, (group, state)
 
 
 def observed_log_prob(X, params: GaussianParams):
@@ -194,55 +231,77 @@ def missing_statistics(X, sample_weight, params: GaussianParams, covariance_type
     weights = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     K, D = params.n_components, X.shape[1]
     total = SufficientStats.empty(covariance_type, K, D)
+    groups = {}  # a full or tied model's sums are its row groups' (DenseGroup), finished at the end
     for rows, log_prob, state in _blocks(X, params):
-        resp, log_norm = normalize_log_prob(log_prob)
         w = weights[rows]
+        if isinstance(state, SeparableBlock):
+            total = total + state.statistics(w, covariance_type, scores_only)
+            continue
+        resp, log_norm = normalize_log_prob(log_prob)
         total = total + SufficientStats(covariance_type, np.zeros(K), np.zeros((K, D)), np.zeros_like(total.scatter),
                                         float(w @ log_norm), float(w.sum()), len(w))
         if not scores_only:
-            weighted = resp * w[:, None]
-            total = total + (state.sums(weighted, covariance_type) if covariance_type in ("full", "tied")
-                             else _separable_sums(X[rows], weighted, params, covariance_type, state))
+            group, block = state
+            group.add_sums(block, resp * w[:, None])
+            groups[id(group)] = group
+    for group in groups.values():
+        total = total + group.statistics(covariance_type)
     return total
 
 
-def _separable_log_prob(X, params: GaussianParams):
-    """A diag or spherical model's ``(log_prob, centre)`` of a block, by the compiled walk that skips
-    each row's missing coordinates (rows exactly centred on the block's mean)."""
-    from .numba_loops import missing_log_prob  # numba on first use, as the chunk driver's loops
+class SeparableBlock:
+    """A diag or spherical model over a block of rows with missing values: compiled walks that
+    skip each row's missing coordinates (:func:`~daskgmm.kernels.numba_loops.missing_log_prob`,
+    ``missing_moment_sums``), on the rows about the block's observed means in float64."""
 
-    X = np.ascontiguousarray(X)
-    centre = observed_centre(X, ~np.isnan(X))
-    variances = _variances(params, X.shape[1])
-    factors = 1.0 / np.sqrt(variances)
-    log_prob = np.empty((X.shape[0], params.n_components))
-    missing_log_prob(X, centre, factors, factors * (params.means - centre), np.log(factors), params.log_weights(),
-                     LOG_2PI, log_prob)
-    return log_prob, centre
+    def __init__(self, X, params: GaussianParams):
+        from .numba_loops import missing_log_prob  # numba on first use, as the chunk driver's loops
+
+        observed = ~np.isnan(X)
+        self.centre = observed_centre(X, observed)
+        self.values = np.where(observed, X - self.centre, 0.0)
+        self.mask = observed.astype(np.float64)
+        self.params = params
+        self.variances = _variances(params, X.shape[1])
+        factors = 1.0 / np.sqrt(self.variances)
+        offset = params.log_weights()
+        log_prob, self.top = np.empty((len(X), params.n_components)), np.empty(len(X))
+        missing_log_prob(self.values, self.mask, factors, factors * (params.means - self.centre),
+                         np.log(factors) - 0.5 * LOG_2PI, offset, log_prob, self.top)
+        self.relative = log_prob  # log_prob less each row's top, clamped
+
+    def log_prob(self):
+        return self.relative + self.top[:, None]
+
+    def statistics(self, sample_weight, covariance_type, scores_only):
+        """``SufficientStats`` of the block's rows (``scores_only``: their log-likelihood only)."""
+        from .numba_loops import missing_moment_sums
+
+        K, D = self.relative.shape[1], self.values.shape[1]
+        resp = np.exp(self.relative)
+        total = np.empty(len(resp))
+        first, second, missing_mass, mass = np.zeros((K, D)), np.zeros((K, D)), np.zeros((K, D)), np.zeros(K)
+        missing_moment_sums(self.values, self.mask, resp, sample_weight, total, first, second, missing_mass, mass)
+        log_norm = np.log(total) + self.top
+        scores = SufficientStats(covariance_type, np.zeros(K), np.zeros((K, D)),
+                                 np.zeros(K) if covariance_type == "spherical" else np.zeros((K, D)),
+                                 float(sample_weight @ log_norm), float(sample_weight.sum()), len(resp))
+        if scores_only:
+            return scores
+        means = self.params.means - self.centre
+        first += missing_mass * means
+        second += missing_mass * (means**2 + self.variances)
+        safe = np.where(mass > 0, mass, 1.0)[:, None]
+        component_means = first / safe
+        scatter = second - component_means * first
+        component_means = np.where(mass[:, None] > 0, component_means + self.centre, 0.0)
+        return scores + SufficientStats(covariance_type, mass, component_means,
+                                        scatter.sum(axis=1) if covariance_type == "spherical" else scatter)
 
 
 def _variances(params, n_features):
     variances = np.asarray(params.covariances, dtype=np.float64)
     return np.repeat(variances[:, None], n_features, axis=1) if params.covariance_type == "spherical" else variances
-
-
-def _separable_sums(X, weighted_resp, params, covariance_type, centre):
-    """A diag or spherical model's M-step sums of a block by three GEMMs: observed coordinates
-    as they are (about the centre), a missing one completed by the component's mean, with the
-    component's variance added to its square."""
-    observed = ~np.isnan(X)
-    values = np.where(observed, X - centre, 0.0)
-    means = params.means - centre
-    missing_mass = weighted_resp.T @ (~observed).astype(np.float64)  # (K, D)
-    mass = weighted_resp.sum(axis=0)
-    first = weighted_resp.T @ values + missing_mass * means
-    second = weighted_resp.T @ (values * values) + missing_mass * (means**2 + _variances(params, X.shape[1]))
-    safe = np.where(mass > 0, mass, 1.0)[:, None]
-    component_means = first / safe
-    scatter = second - component_means * first
-    component_means = np.where(mass[:, None] > 0, component_means + centre, 0.0)
-    return SufficientStats(covariance_type, mass, component_means,
-                           scatter.sum(axis=1) if covariance_type == "spherical" else scatter)
 
 
 def filled_hard_statistics(X, sample_weight, centres, covariance_type):

@@ -91,14 +91,21 @@ def _log_prob_relative(raw, shift, factors, whitened_means, offset, log_prob, to
                 distance += whitened * whitened
             log_prob[i, k] = offset[k] - 0.5 * distance
     for i in range(n_rows):
-        largest = -np.inf
-        for k in range(n_components):
-            largest = max(largest, log_prob[i, k])
-        if not np.isfinite(largest):
-            largest = 0.0
-        top[i] = largest
-        for k in range(n_components):
-            log_prob[i, k] = max(log_prob[i, k] - largest, EXP_CUTOFF)
+        _relative_to_row_top(log_prob, i, top)
+
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True, inline="always")
+def _relative_to_row_top(log_prob, i, top):
+    """Row ``i`` of ``log_prob`` less its largest (written to ``top[i]``; 0 where not finite),
+    clamped below at ``EXP_CUTOFF``: the first half of :func:`~daskgmm.kernels.densities.clamped_exp`."""
+    largest = -np.inf
+    for k in range(log_prob.shape[1]):
+        largest = max(largest, log_prob[i, k])
+    if not np.isfinite(largest):
+        largest = 0.0
+    top[i] = largest
+    for k in range(log_prob.shape[1]):
+        log_prob[i, k] = max(log_prob[i, k] - largest, EXP_CUTOFF)
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
@@ -339,21 +346,46 @@ def _diagonal_factors(params: GaussianParams, n_features):
 
 # ----------------------------------------------------------------- missing values (daskgmm.kernels.missing)
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
-def missing_log_prob(raw, shift, factors, whitened_means, log_factors, log_weights, log_2pi, log_prob):
-    """``log w_k + log N(x_o | mu_ko, diag)`` of rows with NaN, over each row's observed coordinates
-    ``o`` only (a NaN is skipped: fastmath here keeps NaN tests), each difference exactly centred."""
-    n_rows, n_features = raw.shape
+def missing_log_prob(values, mask, factors, whitened_means, log_factors, offset, log_prob, top):
+    """The diag E-step of rows with missing values, as :func:`_log_prob_relative` (relative to the
+    row's largest, clamped) over each row's observed coordinates: ``values`` are the rows about
+    the centre with 0 where missing, ``mask`` 1.0 where observed, ``offset_k = log w_k`` and the
+    log-determinant and ``log 2 pi`` terms summed over the observed coordinates only."""
+    n_rows, n_features = values.shape
+    n_components = factors.shape[0]
     for i in range(n_rows):
-        for k in range(factors.shape[0]):
+        for k in range(n_components):
             distance = 0.0
             log_det = 0.0
-            observed = 0
             for d in range(n_features):
-                value = raw[i, d]
-                if value != value:
-                    continue
-                whitened = factors[k, d] * (value - shift[d]) - whitened_means[k, d]
-                distance += whitened * whitened
-                log_det += log_factors[k, d]
-                observed += 1
-            log_prob[i, k] = log_weights[k] + log_det - 0.5 * (observed * log_2pi + distance)
+                whitened = factors[k, d] * values[i, d] - whitened_means[k, d]
+                distance += mask[i, d] * whitened * whitened
+                log_det += mask[i, d] * log_factors[k, d]
+            log_prob[i, k] = offset[k] + log_det - 0.5 * distance
+        _relative_to_row_top(log_prob, i, top)
+
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
+def missing_moment_sums(values, mask, resp, weights, total, first, second, missing_mass, mass):
+    """Normalises ``resp`` (``exp`` of :func:`missing_log_prob`'s values) in place to weighted
+    responsibilities, writes each row's total, and adds ``sum r x``, ``sum r x^2`` over observed
+    values (``values`` hold 0 where missing), ``sum r`` per missing coordinate and ``sum r``."""
+    n_rows, n_features = values.shape
+    n_components = resp.shape[1]
+    for i in range(n_rows):
+        row_total = 0.0
+        for k in range(n_components):
+            value = max(resp[i, k] - EXP_FLOOR, 0.0)
+            resp[i, k] = value
+            row_total += value
+        total[i] = row_total
+        scale = weights[i] / row_total
+        for k in range(n_components):
+            r = resp[i, k] * scale
+            resp[i, k] = r
+            mass[k] += r
+            for d in range(n_features):
+                weighted = r * values[i, d]
+                first[k, d] += weighted
+                second[k, d] += weighted * values[i, d]
+                missing_mass[k, d] += r - r * mask[i, d]
