@@ -108,6 +108,22 @@ def _relative_to_row_top(log_prob, i, top):
         log_prob[i, k] = max(log_prob[i, k] - largest, EXP_CUTOFF)
 
 
+@njit(nogil=True, fastmath=FASTMATH, cache=True, inline="always")
+def _normalise_row(resp, i, weights, total):
+    """Row ``i`` of ``resp`` (``exp`` of relative log-probabilities) less the clamp's floor,
+    its total written to ``total[i]``, scaled to responsibilities times the row's weight: the
+    second half of :func:`~daskgmm.kernels.densities.clamped_exp` and the normalisation."""
+    row_total = 0.0
+    for k in range(resp.shape[1]):
+        value = max(resp[i, k] - EXP_FLOOR, 0.0)
+        resp[i, k] = value
+        row_total += value
+    total[i] = row_total
+    scale = weights[i] / row_total
+    for k in range(resp.shape[1]):
+        resp[i, k] *= scale
+
+
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
 def _normalised_moment_sums(raw, shift, resp, weights, total, sums):
     """Normalises ``resp`` (``exp`` of :func:`_log_prob_relative`'s values) in place to weighted
@@ -119,15 +135,7 @@ def _normalised_moment_sums(raw, shift, resp, weights, total, sums):
     n_rows, n_features = raw.shape
     n_components = resp.shape[1]
     for i in range(n_rows):
-        row_total = 0.0
-        for k in range(n_components):
-            value = max(resp[i, k] - EXP_FLOOR, 0.0)
-            resp[i, k] = value
-            row_total += value
-        total[i] = row_total
-        scale = weights[i] / row_total
-        for k in range(n_components):
-            resp[i, k] *= scale
+        _normalise_row(resp, i, weights, total)
     centred = np.empty((4, n_features))
     first = np.zeros((n_components, n_features))
     second = np.zeros((n_components, n_features))
@@ -373,16 +381,9 @@ def missing_moment_sums(values, mask, resp, weights, total, first, second, missi
     n_rows, n_features = values.shape
     n_components = resp.shape[1]
     for i in range(n_rows):
-        row_total = 0.0
+        _normalise_row(resp, i, weights, total)
         for k in range(n_components):
-            value = max(resp[i, k] - EXP_FLOOR, 0.0)
-            resp[i, k] = value
-            row_total += value
-        total[i] = row_total
-        scale = weights[i] / row_total
-        for k in range(n_components):
-            r = resp[i, k] * scale
-            resp[i, k] = r
+            r = resp[i, k]
             mass[k] += r
             for d in range(n_features):
                 weighted = r * values[i, d]
